@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func oneLineError(t *testing.T, stderr, want string) {
+	t.Helper()
+	if strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "graphgen: ") || !strings.Contains(stderr, want) {
+		t.Errorf("want one line with %q, got %q", want, stderr)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	code, _, stderr := runCLI("resnet51")
+	if code == 0 {
+		t.Error("unknown model accepted")
+	}
+	oneLineError(t, stderr, "known: resnet18")
+
+	code, _, stderr = runCLI("resnet50", "--bogus")
+	if code == 0 {
+		t.Error("unknown flag accepted")
+	}
+	oneLineError(t, stderr, "bogus")
+
+	code, _, stderr = runCLI("resnet18", "--batch", "zero")
+	if code == 0 {
+		t.Error("bad batch accepted")
+	}
+	oneLineError(t, stderr, "--batch")
+
+	code, _, stderr = runCLI("resnet18", "--opset", "9")
+	if code == 0 {
+		t.Error("opset 9 accepted")
+	}
+	oneLineError(t, stderr, "opset")
+
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(dir, 0o700)
+	code, _, stderr = runCLI("resnet18", "-o", filepath.Join(dir, "sub", "m.onnx"))
+	if code == 0 {
+		t.Error("unwritable output accepted")
+	}
+	oneLineError(t, stderr, "m.onnx")
+}
+
+func TestWritesModel(t *testing.T) {
+	code, stdout, stderr := runCLI("resnet18d", "--classes", "10", "--image-size", "64", "--batch", "2", "--summary")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	// resnet18 (11,689,512) with a 10-class head (-513,000 + 5,130) and the deep stem (+19,232).
+	if len(stdout) < 1e6 || !strings.Contains(stderr, "11,200,874") {
+		t.Errorf("model %d bytes, summary %q", len(stdout), stderr)
+	}
+	path := filepath.Join(t.TempDir(), "m.onnx")
+	if code, _, stderr := runCLI("resnet18d", "--classes", "10", "--image-size", "64", "--batch", "2", "-o", path); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(b, []byte(stdout)) {
+		t.Errorf("-o wrote %d bytes, stdout had %d (same seed must give the same bytes)", len(b), len(stdout))
+	}
+	code, stdout, _ = runCLI("--list")
+	if code != 0 || strings.Count(stdout, "\n") != 20 || !strings.Contains(stdout, "resnet152d") {
+		t.Errorf("--list: %q", stdout)
+	}
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/ortrain/ortrain/runtime"
+)
+
+func cmdBench(args []string, stdout, stderr io.Writer) error {
+	const synopsis = "bench --model MODEL.onnx [--batch 16] [--iters 20]"
+	fs, help := flagSet("bench")
+	model := fs.String("model", "", "ONNX image classifier (one float32 input N,3,H,W)")
+	batch := fs.Int("batch", 16, "batch size (for a model with a dynamic batch dimension)")
+	iters := fs.Int("iters", 20, "timed runs")
+	warmup := fs.Int("warmup", 3, "untimed runs first")
+	label := fs.String("label", "", "name printed in the result line (default: the model path)")
+	rt := addRuntimeFlags(fs)
+	if err := parse(fs, help, args, synopsis, stdout); err != nil {
+		return err
+	}
+	if *model == "" {
+		return usageError{fmt.Errorf("--model is required")}
+	}
+	if *batch < 1 || *iters < 1 || *warmup < 0 {
+		return usageError{fmt.Errorf("--batch and --iters must be positive, --warmup not negative")}
+	}
+	opts, err := rt.options()
+	if err != nil {
+		return err
+	}
+	sess, err := runtime.NewSessionFromFile(*model, nil, nil, opts)
+	if err != nil {
+		return err
+	}
+	defer sess.Destroy()
+	warnFallback(sess, stderr)
+	if len(sess.Inputs) != 1 || len(sess.Inputs[0].Shape) != 4 || sess.Inputs[0].DType != runtime.Float32 {
+		return fmt.Errorf("%s is not an image classifier: want one float32 input (N,3,H,W), it has %v", *model, sess.Inputs)
+	}
+	shape := append([]int64{}, sess.Inputs[0].Shape...)
+	if shape[0] < 0 {
+		shape[0] = int64(*batch)
+	}
+	for i, d := range shape[1:] {
+		if d < 0 {
+			return fmt.Errorf("%s: input dimension %d is dynamic; only the batch may be", *model, i+1)
+		}
+	}
+	n := shape[0] * shape[1] * shape[2] * shape[3]
+	data := make([]float32, n)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range data {
+		data[i] = float32(r.NormFloat64())
+	}
+	in, err := runtime.NewFloat32(shape, data)
+	if err != nil {
+		return err
+	}
+	defer in.Destroy()
+	var times []float64
+	for i := 0; i < *warmup+*iters; i++ {
+		start := time.Now()
+		outs, err := sess.Run([]*runtime.Tensor{in}, nil)
+		if err != nil {
+			return err
+		}
+		el := time.Since(start).Seconds()
+		for _, o := range outs {
+			o.Destroy()
+		}
+		if i >= *warmup {
+			times = append(times, el)
+		}
+	}
+	sort.Float64s(times)
+	med := times[len(times)/2]
+	var total float64
+	for _, t := range times {
+		total += t
+	}
+	name := *label
+	if name == "" {
+		name = *model
+	}
+	fmt.Fprintf(stdout, "%s: batch %d, %d runs: %.1f img/s (mean), median %.1f ms per batch, min %.1f ms\n",
+		name, shape[0], len(times), float64(shape[0])*float64(len(times))/total, med*1e3, times[0]*1e3)
+	return nil
+}

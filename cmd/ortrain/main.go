@@ -1,0 +1,138 @@
+// Command ortrain is the project's trainer and model tool. Sub-commands:
+//
+//	ortrain info  --model m.onnx              inputs, outputs and metadata
+//	ortrain bench --model m.onnx --batch 16   inference throughput in ONNX Runtime
+//
+// It is a thin CLI: the work is done by the runtime, models and training
+// packages.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/ortrain/ortrain/runtime"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// usageError marks mistakes in the command line: exit code 2.
+type usageError struct{ error }
+
+type command struct {
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"info":  {"show a model's inputs, outputs and metadata", cmdInfo},
+		"bench": {"measure inference throughput in ONNX Runtime", cmdBench},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: ortrain COMMAND [flags]\n\nCommands:")
+	cmds := commands()
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun ortrain COMMAND --help for its flags.")
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands()[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "ortrain: unknown command %q (run ortrain --help)\n", args[0])
+		return 2
+	}
+	err := cmd.run(args[1:], stdout, stderr)
+	if err == nil || errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintln(stderr, "ortrain "+args[0]+": "+strings.Join(strings.Fields(err.Error()), " "))
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+// flagSet makes a flag set that reports errors instead of printing them.
+func flagSet(name string) (*pflag.FlagSet, *bool) {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	help := fs.BoolP("help", "h", false, "show this help")
+	fs.SortFlags = false
+	return fs, help
+}
+
+// parse parses flags, printing help on --help.
+func parse(fs *pflag.FlagSet, help *bool, args []string, synopsis string, stdout io.Writer) error {
+	if err := fs.Parse(args); err != nil {
+		return usageError{fmt.Errorf("%w (see ortrain %s --help)", err, fs.Name())}
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: ortrain %s\n\nFlags:\n%s", synopsis, fs.FlagUsages())
+		return pflag.ErrHelp
+	}
+	return nil
+}
+
+// rtFlags are the ONNX Runtime settings every command that runs a model takes.
+type rtFlags struct {
+	lib, device, optLevel string
+	threads               int
+	fallback              bool
+}
+
+func addRuntimeFlags(fs *pflag.FlagSet) *rtFlags {
+	f := &rtFlags{}
+	fs.StringVar(&f.lib, "ort-lib", "", "path of libonnxruntime.so.1 (default: $"+runtime.LibraryEnv+", then where scripts/setup.sh installs it)")
+	fs.StringVar(&f.device, "device", "cpu", "execution provider: cpu, cuda[:N] or tensorrt[:N]")
+	fs.IntVar(&f.threads, "threads", 0, "intra-op threads (0: one per core)")
+	fs.StringVar(&f.optLevel, "opt-level", "all", "graph optimization level: all, extended, basic or disabled")
+	fs.BoolVar(&f.fallback, "allow-cpu-fallback", false, "run on the CPU when the chosen provider is unavailable")
+	return f
+}
+
+// options initializes ONNX Runtime and turns the flags into session options.
+func (f *rtFlags) options() (runtime.Options, error) {
+	p, err := runtime.ParseProvider(f.device)
+	if err != nil {
+		return runtime.Options{}, usageError{err}
+	}
+	if err := runtime.Init(f.lib); err != nil {
+		return runtime.Options{}, err
+	}
+	return runtime.Options{IntraOpThreads: f.threads, OptLevel: f.optLevel, Provider: p, AllowCPUFallback: f.fallback}, nil
+}
+
+// warnFallback tells the user when a session runs on the CPU instead of the
+// provider asked for (only with --allow-cpu-fallback).
+func warnFallback(s *runtime.Session, stderr io.Writer) {
+	if s.Fallback != "" {
+		fmt.Fprintf(stderr, "warning: %s; running on cpu instead\n", s.Fallback)
+	}
+}

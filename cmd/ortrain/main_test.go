@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ortrain/ortrain/graphgen"
+	"github.com/ortrain/ortrain/internal/testutil"
+	"github.com/ortrain/ortrain/models"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func wantOneLine(t *testing.T, code int, stderr, want string) {
+	t.Helper()
+	if code == 0 {
+		t.Errorf("exit 0, want an error containing %q", want)
+	}
+	if strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("want one line with %q, got %q", want, stderr)
+	}
+}
+
+func writeModel(t *testing.T, name string, size int) string {
+	t.Helper()
+	m, err := models.Build(models.Options{Name: name, Classes: 10, ImageSize: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), name+".onnx")
+	if err := m.Graph.WriteFile(p, graphgen.ModelInfo{Metadata: m.Metadata()}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestBadInput(t *testing.T) {
+	code, _, stderr := runCLI("frobnicate")
+	wantOneLine(t, code, stderr, "unknown command")
+
+	code, _, stderr = runCLI("info", "--model", "x.onnx", "--ort-lib", "/no/such/libonnxruntime.so.1")
+	wantOneLine(t, code, stderr, "scripts/setup.sh")
+
+	testutil.InitORT(t)
+	code, _, stderr = runCLI("info", "--model", filepath.Join(t.TempDir(), "missing.onnx"))
+	wantOneLine(t, code, stderr, "missing.onnx")
+
+	junk := filepath.Join(t.TempDir(), "junk.onnx")
+	os.WriteFile(junk, []byte("definitely not protobuf"), 0o644)
+	code, _, stderr = runCLI("bench", "--model", junk)
+	wantOneLine(t, code, stderr, "junk.onnx")
+
+	code, _, stderr = runCLI("bench", "--model", junk, "--device", "gpu")
+	wantOneLine(t, code, stderr, "unknown device")
+
+	code, _, stderr = runCLI("bench", "--wat")
+	wantOneLine(t, code, stderr, "wat")
+
+	// A valid ONNX file that is not an image classifier.
+	g := graphgen.New("add", graphgen.DefaultOpset)
+	g.Output(g.Relu(g.Input("x", graphgen.Float, graphgen.S(3))))
+	notCls := filepath.Join(t.TempDir(), "relu.onnx")
+	if err := g.WriteFile(notCls, graphgen.ModelInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCLI("bench", "--model", notCls)
+	wantOneLine(t, code, stderr, "not an image classifier")
+}
+
+func TestInfoAndBench(t *testing.T) {
+	testutil.InitORT(t)
+	p := writeModel(t, "resnet18d", 64)
+	code, stdout, stderr := runCLI("info", "--model", p)
+	if code != 0 || !strings.Contains(stdout, "images float32[-1 3 64 64]") || !strings.Contains(stdout, "ortrain.architecture = resnet18d") {
+		t.Fatalf("info: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = runCLI("bench", "--model", p, "--batch", "2", "--iters", "2", "--warmup", "1")
+	if code != 0 || !strings.Contains(stdout, "img/s") {
+		t.Fatalf("bench: exit %d\n%s%s", code, stdout, stderr)
+	}
+}

@@ -1,0 +1,162 @@
+package graphgen
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestConvAndPoolShapes(t *testing.T) {
+	g := New("t", DefaultOpset)
+	x := g.Input("x", Float, Shape{Sym("N"), D(8), D(15), D(15)})
+	w := g.Initializer("w", FloatTensor([]int64{16, 8, 3, 3}, make([]float32, 16*8*9)))
+	y := g.Conv(x, w, nil, ConvOpts{Strides: []int64{2, 2}, Pads: []int64{1, 1, 1, 1}})
+	if got := y.Shape.String(); got != "(N,16,8,8)" {
+		t.Errorf("conv: %s", got)
+	}
+	d := g.Conv(x, w, nil, ConvOpts{Dilations: []int64{2, 2}})
+	if got := d.Shape.String(); got != "(N,16,11,11)" {
+		t.Errorf("dilated conv: %s", got)
+	}
+	// ceil_mode keeps a last partial window, except one starting in the padding.
+	p := g.AveragePool(x, PoolOpts{Kernel: []int64{2, 2}, Strides: []int64{2, 2}, CeilMode: true})
+	if got := p.Shape.String(); got != "(N,8,8,8)" {
+		t.Errorf("ceil avgpool: %s", got)
+	}
+	p2 := g.MaxPool(x, PoolOpts{Kernel: []int64{3, 3}, Strides: []int64{2, 2}, Pads: []int64{1, 1, 1, 1}, CeilMode: true})
+	if got := p2.Shape.String(); got != "(N,8,8,8)" {
+		t.Errorf("ceil maxpool: %s", got)
+	}
+	m, idx := g.MaxPoolWithIndices(x, PoolOpts{Kernel: []int64{3, 3}, Strides: []int64{2, 2}})
+	if m.Shape.String() != "(N,8,7,7)" || idx.DType != Int64 {
+		t.Errorf("maxpool with indices: %v %v", m.Shape, idx.DType)
+	}
+	ct := g.ConvTranspose(y, w2(g), nil, ConvOpts{Strides: []int64{2, 2}, Pads: []int64{1, 1, 1, 1}, OutputShape: []int64{15, 15}})
+	if got := ct.Shape.String(); got != "(N,8,15,15)" {
+		t.Errorf("conv transpose: %s", got)
+	}
+	f := g.Flatten(g.GlobalAveragePool(y), 1)
+	if got := f.Shape.String(); got != "(N,16)" {
+		t.Errorf("flatten: %s", got)
+	}
+	r := g.Reshape(y, 0, -1)
+	if got := r.Shape.String(); got != "(N,1024)" {
+		t.Errorf("reshape: %s", got)
+	}
+	s := g.ReduceSum(y, []int64{0, 2, 3}, false)
+	if got := s.Shape.String(); got != "(16)" {
+		t.Errorf("reduce: %s", got)
+	}
+	if err := g.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func w2(g *Graph) *Value {
+	return g.Initializer("wt", FloatTensor([]int64{16, 8, 3, 3}, make([]float32, 16*8*9)))
+}
+
+func TestErrorsAreStickyNotPanics(t *testing.T) {
+	g := New("t", DefaultOpset)
+	x := g.Input("x", Float, S(2, 3, 8, 8))
+	w := g.Initializer("w", FloatTensor([]int64{4, 5, 3, 3}, make([]float32, 4*5*9)))
+	y := g.Conv(x, w, nil, ConvOpts{}) // 3 channels in, weight wants 5
+	z := g.Relu(y)                     // must not panic
+	g.Output(z)
+	if g.Err() == nil || !strings.Contains(g.Err().Error(), "channels") {
+		t.Fatalf("want a channel mismatch error, got %v", g.Err())
+	}
+	if _, err := g.Model(ModelInfo{}); err == nil {
+		t.Fatal("Model succeeded on a bad graph")
+	}
+
+	g2 := New("t", DefaultOpset)
+	g2.Op1("NoSuchOp", []*Value{g2.Input("x", Float, S(1))}, nil)
+	if g2.Err() == nil || !strings.Contains(g2.Err().Error(), "NoSuchOp") {
+		t.Fatalf("unknown operator error should name it, got %v", g2.Err())
+	}
+
+	g3 := New("t", DefaultOpset)
+	a := g3.Input("a", Float, S(2, 3))
+	b := g3.Input("b", Float, S(4, 3))
+	g3.Add(a, b)
+	if g3.Err() == nil || !strings.Contains(g3.Err().Error(), "broadcast") {
+		t.Fatalf("want a broadcast error, got %v", g3.Err())
+	}
+
+	if New("t", 12).Err() == nil {
+		t.Fatal("opset 12 accepted")
+	}
+	g4 := New("t", DefaultOpset)
+	g4.Input("x", Float, S(1))
+	g4.Input("x", Float, S(1))
+	if g4.Err() == nil {
+		t.Fatal("duplicate name accepted")
+	}
+}
+
+func TestValidateCatchesForeignValues(t *testing.T) {
+	g1, g2 := New("a", DefaultOpset), New("b", DefaultOpset)
+	x := g1.Input("x", Float, S(2))
+	y := g2.Relu(x) // x is not defined in g2
+	g2.Output(y)
+	if err := g2.Validate(); err == nil || !strings.Contains(err.Error(), "not defined") {
+		t.Fatalf("want undefined input error, got %v", err)
+	}
+}
+
+func TestHalfConversion(t *testing.T) {
+	for h := 0; h < 1<<16; h++ {
+		f := HalfToFloat32(uint16(h))
+		if math.IsNaN(float64(f)) {
+			if Float32ToHalf(f)&0x7c00 != 0x7c00 || Float32ToHalf(f)&0x3ff == 0 {
+				t.Fatalf("NaN %#x did not stay NaN", h)
+			}
+			continue
+		}
+		if back := Float32ToHalf(f); back != uint16(h) {
+			t.Fatalf("%#x -> %g -> %#x", h, f, back)
+		}
+	}
+	cases := map[float32]uint16{
+		1: 0x3c00, -2: 0xc000, 65504: 0x7bff, 65520: 0x7c00, // rounds to Inf
+		1.0009765625: 0x3c01, 1.00048828125: 0x3c00, // tie to even
+		5.960464477539063e-08: 0x0001, 2.9802322387695312e-08: 0x0000, // smallest subnormal, tie to even 0
+		float32(math.Inf(-1)): 0xfc00,
+	}
+	for f, want := range cases {
+		if got := Float32ToHalf(f); got != want {
+			t.Errorf("Float32ToHalf(%g) = %#x, want %#x", f, got, want)
+		}
+	}
+}
+
+func TestWriteFileKeepsOldFileOnError(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m.onnx")
+	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := New("t", DefaultOpset)
+	g.Op1("NoSuchOp", nil, nil)
+	if err := g.WriteFile(path, ModelInfo{}); err == nil {
+		t.Fatal("WriteFile succeeded on a bad graph")
+	}
+	if b, _ := os.ReadFile(path); string(b) != "old" {
+		t.Fatalf("old file changed to %q", b)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("temporary files left: %v", entries)
+	}
+	g2 := New("t", DefaultOpset)
+	g2.Output(g2.Relu(g2.Input("x", Float, S(1))))
+	if err := g2.WriteFile(path, ModelInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) == "old" || len(b) == 0 {
+		t.Fatal("file not replaced")
+	}
+}

@@ -1,0 +1,295 @@
+package graphgen
+
+// Typed builder methods, one per operator the project emits. Each appends a
+// node through Op, so shape inference and sticky errors apply.
+
+// ConvOpts are the sliding-window attributes of Conv and ConvTranspose.
+// Nil slices take ONNX's defaults (stride 1, no padding, dilation 1).
+type ConvOpts struct {
+	Strides   []int64
+	Pads      []int64 // begin values for every spatial dim, then end values
+	Dilations []int64
+	Group     int64
+	// ConvTranspose only: the exact spatial output size (overrides padding
+	// arithmetic) and the extra size added at the end.
+	OutputShape   []int64
+	OutputPadding []int64
+}
+
+func (o ConvOpts) attrs() Attrs {
+	a := Attrs{}
+	if o.Strides != nil {
+		a["strides"] = o.Strides
+	}
+	if o.Pads != nil {
+		a["pads"] = o.Pads
+	}
+	if o.Dilations != nil {
+		a["dilations"] = o.Dilations
+	}
+	if o.Group > 1 {
+		a["group"] = o.Group
+	}
+	if o.OutputShape != nil {
+		a["output_shape"] = o.OutputShape
+	}
+	if o.OutputPadding != nil {
+		a["output_padding"] = o.OutputPadding
+	}
+	return a
+}
+
+// Conv is an N-d convolution; b may be nil.
+func (g *Graph) Conv(x, w, b *Value, o ConvOpts) *Value {
+	a := o.attrs()
+	if w.Shape.Static() && w.Shape.Rank() > 2 {
+		a["kernel_shape"] = w.Shape[2:].Ints()
+	}
+	in := []*Value{x, w}
+	if b != nil {
+		in = append(in, b)
+	}
+	return g.Op1("Conv", in, a)
+}
+
+// ConvTranspose is the transpose (input gradient) of Conv; b may be nil.
+func (g *Graph) ConvTranspose(x, w, b *Value, o ConvOpts) *Value {
+	a := o.attrs()
+	if w.Shape.Static() && w.Shape.Rank() > 2 {
+		a["kernel_shape"] = w.Shape[2:].Ints()
+	}
+	in := []*Value{x, w}
+	if b != nil {
+		in = append(in, b)
+	}
+	return g.Op1("ConvTranspose", in, a)
+}
+
+// PoolOpts are the attributes of MaxPool and AveragePool.
+type PoolOpts struct {
+	Kernel          []int64
+	Strides         []int64
+	Pads            []int64
+	CeilMode        bool
+	CountIncludePad bool // AveragePool only
+}
+
+func (o PoolOpts) attrs() Attrs {
+	a := Attrs{"kernel_shape": o.Kernel}
+	if o.Strides != nil {
+		a["strides"] = o.Strides
+	}
+	if o.Pads != nil {
+		a["pads"] = o.Pads
+	}
+	if o.CeilMode {
+		a["ceil_mode"] = int64(1)
+	}
+	return a
+}
+
+// MaxPool is max pooling.
+func (g *Graph) MaxPool(x *Value, o PoolOpts) *Value {
+	return g.Op1("MaxPool", []*Value{x}, o.attrs())
+}
+
+// MaxPoolWithIndices is max pooling that also returns the flat (per N*C
+// plane offset included, row-major) index of each maximum.
+func (g *Graph) MaxPoolWithIndices(x *Value, o PoolOpts) (y, indices *Value) {
+	outs := g.Op("MaxPool", []*Value{x}, o.attrs(), 2)
+	return outs[0], outs[1]
+}
+
+// AveragePool is average pooling.
+func (g *Graph) AveragePool(x *Value, o PoolOpts) *Value {
+	a := o.attrs()
+	if o.CountIncludePad {
+		a["count_include_pad"] = int64(1)
+	}
+	return g.Op1("AveragePool", []*Value{x}, a)
+}
+
+// GlobalAveragePool averages every spatial plane to 1x1.
+func (g *Graph) GlobalAveragePool(x *Value) *Value {
+	return g.Op1("GlobalAveragePool", []*Value{x}, nil)
+}
+
+// BatchNorm is inference-mode batch normalization with running statistics.
+func (g *Graph) BatchNorm(x, scale, bias, mean, variance *Value, eps float32) *Value {
+	return g.Op1("BatchNormalization", []*Value{x, scale, bias, mean, variance}, Attrs{"epsilon": eps})
+}
+
+// BatchNormTrain is training-mode batch normalization: it normalizes by the
+// batch statistics and returns ONNX's running statistics,
+// mean*momentum + batch*(1-momentum), where the batch variance is biased.
+func (g *Graph) BatchNormTrain(x, scale, bias, mean, variance *Value, eps, momentum float32) (y, runMean, runVar *Value) {
+	outs := g.Op("BatchNormalization", []*Value{x, scale, bias, mean, variance},
+		Attrs{"epsilon": eps, "momentum": momentum, "training_mode": int64(1)}, 3)
+	return outs[0], outs[1], outs[2]
+}
+
+// Gemm is alpha*A'*B' + beta*C with optional transposes; c may be nil.
+func (g *Graph) Gemm(a, b, c *Value, transA, transB bool) *Value {
+	at := Attrs{}
+	if transA {
+		at["transA"] = int64(1)
+	}
+	if transB {
+		at["transB"] = int64(1)
+	}
+	in := []*Value{a, b}
+	if c != nil {
+		in = append(in, c)
+	}
+	return g.Op1("Gemm", in, at)
+}
+
+// MatMul is numpy-style batched matrix multiplication.
+func (g *Graph) MatMul(a, b *Value) *Value { return g.Op1("MatMul", []*Value{a, b}, nil) }
+
+func (g *Graph) unary(op string, x *Value) *Value { return g.Op1(op, []*Value{x}, nil) }
+
+// Relu, Neg, Exp, Log, Sqrt, Reciprocal, Abs, Identity, IsNaN, Not: elementwise.
+func (g *Graph) Relu(x *Value) *Value       { return g.unary("Relu", x) }
+func (g *Graph) Neg(x *Value) *Value        { return g.unary("Neg", x) }
+func (g *Graph) Exp(x *Value) *Value        { return g.unary("Exp", x) }
+func (g *Graph) Log(x *Value) *Value        { return g.unary("Log", x) }
+func (g *Graph) Sqrt(x *Value) *Value       { return g.unary("Sqrt", x) }
+func (g *Graph) Reciprocal(x *Value) *Value { return g.unary("Reciprocal", x) }
+func (g *Graph) Abs(x *Value) *Value        { return g.unary("Abs", x) }
+func (g *Graph) Identity(x *Value) *Value   { return g.unary("Identity", x) }
+func (g *Graph) IsNaN(x *Value) *Value      { return g.unary("IsNaN", x) }
+func (g *Graph) Not(x *Value) *Value        { return g.unary("Not", x) }
+
+// IsInf is true for +Inf and -Inf.
+func (g *Graph) IsInf(x *Value) *Value { return g.unary("IsInf", x) }
+
+func (g *Graph) binary(op string, a, b *Value) *Value { return g.Op1(op, []*Value{a, b}, nil) }
+
+// Add, Sub, Mul, Div, Pow, And, Or, Equal, Less: elementwise with broadcasting.
+func (g *Graph) Add(a, b *Value) *Value   { return g.binary("Add", a, b) }
+func (g *Graph) Sub(a, b *Value) *Value   { return g.binary("Sub", a, b) }
+func (g *Graph) Mul(a, b *Value) *Value   { return g.binary("Mul", a, b) }
+func (g *Graph) Div(a, b *Value) *Value   { return g.binary("Div", a, b) }
+func (g *Graph) Pow(a, b *Value) *Value   { return g.binary("Pow", a, b) }
+func (g *Graph) And(a, b *Value) *Value   { return g.binary("And", a, b) }
+func (g *Graph) Or(a, b *Value) *Value    { return g.binary("Or", a, b) }
+func (g *Graph) Equal(a, b *Value) *Value { return g.binary("Equal", a, b) }
+func (g *Graph) Less(a, b *Value) *Value  { return g.binary("Less", a, b) }
+
+// Sum adds any number of same-typed tensors with broadcasting.
+func (g *Graph) Sum(xs ...*Value) *Value {
+	if len(xs) == 1 {
+		return xs[0]
+	}
+	return g.Op1("Sum", xs, nil)
+}
+
+// Where selects x where cond is true, else y.
+func (g *Graph) Where(cond, x, y *Value) *Value { return g.Op1("Where", []*Value{cond, x, y}, nil) }
+
+// Cast converts to another element type.
+func (g *Graph) Cast(x *Value, to DType) *Value {
+	if x.DType == to {
+		return x
+	}
+	return g.Op1("Cast", []*Value{x}, Attrs{"to": int64(to)})
+}
+
+// Softmax along axis.
+func (g *Graph) Softmax(x *Value, axis int64) *Value {
+	return g.Op1("Softmax", []*Value{x}, Attrs{"axis": axis})
+}
+
+// LogSoftmax along axis.
+func (g *Graph) LogSoftmax(x *Value, axis int64) *Value {
+	return g.Op1("LogSoftmax", []*Value{x}, Attrs{"axis": axis})
+}
+
+// Flatten reshapes to 2-D, splitting the dims before axis from the rest.
+func (g *Graph) Flatten(x *Value, axis int64) *Value {
+	return g.Op1("Flatten", []*Value{x}, Attrs{"axis": axis})
+}
+
+// Reshape to a constant shape (0 copies a dim, -1 is inferred).
+func (g *Graph) Reshape(x *Value, shape ...int64) *Value {
+	return g.Op1("Reshape", []*Value{x, g.Ints64(shape...)}, nil)
+}
+
+// Transpose permutes dims.
+func (g *Graph) Transpose(x *Value, perm ...int64) *Value {
+	return g.Op1("Transpose", []*Value{x}, Attrs{"perm": perm})
+}
+
+// Squeeze removes size-1 dims.
+func (g *Graph) Squeeze(x *Value, axes ...int64) *Value {
+	return g.Op1("Squeeze", []*Value{x, g.Ints64(axes...)}, nil)
+}
+
+// Unsqueeze inserts size-1 dims.
+func (g *Graph) Unsqueeze(x *Value, axes ...int64) *Value {
+	return g.Op1("Unsqueeze", []*Value{x, g.Ints64(axes...)}, nil)
+}
+
+// Expand broadcasts to a constant shape.
+func (g *Graph) Expand(x *Value, shape ...int64) *Value {
+	return g.Op1("Expand", []*Value{x, g.Ints64(shape...)}, nil)
+}
+
+// Concat joins along axis.
+func (g *Graph) Concat(axis int64, xs ...*Value) *Value {
+	return g.Op1("Concat", xs, Attrs{"axis": axis})
+}
+
+// Slice takes [starts, ends) along axes with step 1.
+func (g *Graph) Slice(x *Value, starts, ends, axes []int64) *Value {
+	return g.Op1("Slice", []*Value{x, g.Ints64(starts...), g.Ints64(ends...), g.Ints64(axes...)}, nil)
+}
+
+// ScatterElements writes (or with reduction "add", accumulates) updates into
+// a copy of data at indices along axis.
+func (g *Graph) ScatterElements(data, indices, updates *Value, axis int64, reduction string) *Value {
+	a := Attrs{"axis": axis}
+	if reduction != "" && reduction != "none" {
+		a["reduction"] = reduction
+	}
+	return g.Op1("ScatterElements", []*Value{data, indices, updates}, a)
+}
+
+// ConstantOfShape is a tensor of a constant shape filled with one value.
+func (g *Graph) ConstantOfShape(dt DType, value float64, shape ...int64) *Value {
+	return g.Op1("ConstantOfShape", []*Value{g.Ints64(shape...)}, Attrs{"value": FilledTensor(dt, []int64{1}, value)})
+}
+
+// reduce emits a reduction in the form the opset wants: ReduceSum takes axes
+// as an input since opset 13, the others since 18.
+func (g *Graph) reduce(op string, x *Value, axes []int64, keepdims bool) *Value {
+	keep := int64(0)
+	if keepdims {
+		keep = 1
+	}
+	a := Attrs{"keepdims": keep}
+	if len(axes) == 0 {
+		return g.Op1(op, []*Value{x}, a)
+	}
+	if op == "ReduceSum" || g.Opset >= 18 {
+		return g.Op1(op, []*Value{x, g.Ints64(axes...)}, a)
+	}
+	a["axes"] = append([]int64{}, axes...)
+	return g.Op1(op, []*Value{x}, a)
+}
+
+// ReduceSum sums over axes (all when none are given).
+func (g *Graph) ReduceSum(x *Value, axes []int64, keepdims bool) *Value {
+	return g.reduce("ReduceSum", x, axes, keepdims)
+}
+
+// ReduceMean averages over axes (all when none are given).
+func (g *Graph) ReduceMean(x *Value, axes []int64, keepdims bool) *Value {
+	return g.reduce("ReduceMean", x, axes, keepdims)
+}
+
+// ReduceMax takes the maximum over axes (all when none are given).
+func (g *Graph) ReduceMax(x *Value, axes []int64, keepdims bool) *Value {
+	return g.reduce("ReduceMax", x, axes, keepdims)
+}

@@ -1,0 +1,110 @@
+// Package testutil holds helpers shared by the project's tests: loading ONNX
+// Runtime, calling the PyTorch oracle scripts, raw float32 files and error
+// measures. Tests only; no tool imports it.
+package testutil
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"testing"
+
+	"github.com/ortrain/ortrain/runtime"
+)
+
+// Python is Debian's interpreter, which has python3-torch and python3-onnx.
+const Python = "/usr/bin/python3"
+
+// RepoRoot is the module root (where go.mod is).
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := goruntime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the repository")
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// InitORT loads ONNX Runtime or fails the test, naming the set-up command.
+func InitORT(t testing.TB) {
+	t.Helper()
+	if err := runtime.Init(""); err != nil {
+		t.Fatalf("%v", err)
+	}
+}
+
+// RunOracle runs scripts/oracle/<script> with Debian's Python and returns its
+// standard output; the test fails with the script's error output otherwise.
+func RunOracle(t testing.TB, script string, args ...string) string {
+	t.Helper()
+	path := filepath.Join(RepoRoot(t), "scripts", "oracle", script)
+	cmd := exec.Command(Python, append([]string{path}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("oracle %s %s: %v\n%s\n(the oracle needs python3-torch, python3-torchvision and python3-onnx: run scripts/setup.sh)",
+			script, strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String()
+}
+
+// WriteFloats writes float32 values little-endian.
+func WriteFloats(t testing.TB, path string, data []float32) {
+	t.Helper()
+	buf := make([]byte, 4*len(data))
+	for i, v := range data {
+		binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+	}
+	if err := os.WriteFile(path, buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ReadFloats reads little-endian float32 values.
+func ReadFloats(t testing.TB, path string) []float32 {
+	t.Helper()
+	buf, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, len(buf)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
+	}
+	return out
+}
+
+// RelErr is max|got-want| / max|want| (the infinity norms), the measure the
+// acceptance tests use for "equal to x relative".
+func RelErr(got, want []float32) float64 {
+	if len(got) != len(want) {
+		return math.Inf(1)
+	}
+	var diff, ref float64
+	for i := range got {
+		diff = math.Max(diff, math.Abs(float64(got[i])-float64(want[i])))
+		ref = math.Max(ref, math.Abs(float64(want[i])))
+		if math.IsNaN(float64(got[i])) != math.IsNaN(float64(want[i])) {
+			return math.Inf(1)
+		}
+	}
+	if ref == 0 {
+		return diff
+	}
+	return diff / ref
+}
+
+// AllFinite reports whether no value is NaN or infinite.
+func AllFinite(xs []float32) bool {
+	for _, x := range xs {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
+	}
+	return true
+}

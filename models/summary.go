@@ -1,0 +1,73 @@
+package models
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// Normalization every model expects of its input: RGB pixels on the 0-255
+// scale, minus Mean, divided by Std, per channel (the seed's constants).
+var (
+	Mean = [3]float32{123.68, 116.779, 103.939}
+	Std  = [3]float32{58.393, 57.12, 57.375}
+)
+
+// Metadata keys written into model files, read back by ortrain and distill.
+const (
+	MetaArchitecture = "ortrain.architecture"
+	MetaNumClasses   = "ortrain.num_classes"
+	MetaClasses      = "ortrain.classes" // JSON array of class names, when known
+	MetaImageSize    = "ortrain.image_size"
+	MetaMean         = "ortrain.mean"
+	MetaStd          = "ortrain.std"
+)
+
+// Metadata describes the model for whoever serves it: architecture, classes,
+// input size and normalization.
+func (m *Model) Metadata() [][2]string {
+	f := func(v [3]float32) string {
+		parts := make([]string, 3)
+		for i, x := range v {
+			parts[i] = strconv.FormatFloat(float64(x), 'g', -1, 32)
+		}
+		return strings.Join(parts, ",")
+	}
+	return [][2]string{
+		{MetaArchitecture, m.Name},
+		{MetaNumClasses, strconv.Itoa(m.Classes)},
+		{MetaImageSize, strconv.Itoa(m.ImageSize)},
+		{MetaMean, f(Mean)},
+		{MetaStd, f(Std)},
+	}
+}
+
+// WriteSummary prints parameters and MACs per stage and in total.
+func (m *Model) WriteSummary(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%s\t%s\t%s\t\n", m.Name+" stage", "params", "MACs")
+	for _, s := range m.Stages {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", s.Name, group(s.Params), group(s.MACs))
+	}
+	fmt.Fprintf(tw, "%s\t%s\t%s\t\n", "total", group(m.NumParams()), group(m.MACs()))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%d classes, %dx%d input, %.2f GMACs per image\n", m.Classes, m.ImageSize, m.ImageSize, float64(m.MACs())/1e9)
+	return err
+}
+
+// group writes n with thousands separators.
+func group(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
