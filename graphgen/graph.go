@@ -31,7 +31,22 @@ type Node struct {
 	Inputs  []*Value // nil entries stand for omitted optional inputs
 	Outputs []*Value
 	Attrs   Attrs
+	// Role annotates a node for autodiff; it is not serialized. See
+	// BatchNormBatchStats for the two roles.
+	Role string
 }
+
+// Node roles, set by BatchNormBatchStats.
+const (
+	// RoleBatchStats: a BatchNormalization whose input is the centered
+	// batch x - mean(x), whose mean input is zero and whose variance input
+	// is the batch variance; its rule returns the full training-mode
+	// gradient with respect to the uncentered x.
+	RoleBatchStats = "batch-stats"
+	// RoleCentering: the Sub that centers x; its rule passes the gradient
+	// to x alone, since the batch-stats rule already accounts for the mean.
+	RoleCentering = "centering"
+)
 
 // Int reads an integer attribute, or def when it is absent.
 func (n *Node) Int(name string, def int64) int64 {
@@ -86,6 +101,10 @@ type Graph struct {
 	Outputs []*Value
 	Nodes   []*Node
 	Inits   []*Initializer
+	// Defaults are initial values of graph inputs, written as initializers
+	// named like the input (ONNX's overridable initializers): a runtime uses
+	// them when the input is not fed. They are not constants.
+	Defaults []*Initializer
 
 	err       error
 	names     map[string]bool
@@ -192,6 +211,23 @@ func (g *Graph) addInitializer(name string, t *Tensor) *Value {
 	g.Inits = append(g.Inits, in)
 	g.inits[name] = in
 	return v
+}
+
+// SetDefault gives a graph input a default value (see Graph.Defaults).
+func (g *Graph) SetDefault(input *Value, t *Tensor) {
+	found := false
+	for _, in := range g.Inputs {
+		found = found || in == input
+	}
+	if !found {
+		g.fail(fmt.Errorf("default for %q: not a graph input", input.Name))
+		return
+	}
+	if err := t.check(); err != nil || !t.Shape().Equal(input.Shape) || t.DType != input.DType {
+		g.fail(fmt.Errorf("default for %q: tensor %v%v does not fit the input %v%v (%v)", input.Name, t.DType, t.Dims, input.DType, input.Shape, err))
+		return
+	}
+	g.Defaults = append(g.Defaults, &Initializer{Value: input, Tensor: t})
 }
 
 // LookupInitializer finds an initializer by name.

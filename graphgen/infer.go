@@ -52,6 +52,7 @@ func init() {
 	inferRules["Shape"] = inferShapeOp
 	inferRules["ScatterElements"] = inferScatterElements
 	inferRules["ConstantOfShape"] = inferConstantOfShape
+	inferRules["Pad"] = inferPad
 }
 
 func needInputs(n *Node, min, max int) error {
@@ -868,8 +869,8 @@ func inferSlice(g *Graph, n *Node) error {
 		if err != nil {
 			return err
 		}
-		if steps[i] != 1 {
-			return fmt.Errorf("only step 1 is supported")
+		if steps[i] < 1 {
+			return fmt.Errorf("only positive steps are supported, got %d", steps[i])
 		}
 		d := x.Shape[ax]
 		if !d.Known() {
@@ -883,7 +884,7 @@ func inferSlice(g *Graph, n *Node) error {
 			return min(max(v, 0), d.Size)
 		}
 		s, e := clamp(starts[i]), clamp(ends[i])
-		out[ax] = D(max(e-s, 0))
+		out[ax] = D(max((e-s+steps[i]-1)/steps[i], 0))
 	}
 	setOut(n, 0, x.DType, out)
 	return nil
@@ -947,5 +948,34 @@ func inferConstantOfShape(g *Graph, n *Node) error {
 		dt = t.DType
 	}
 	setOut(n, 0, dt, S(target...))
+	return nil
+}
+
+func inferPad(g *Graph, n *Node) error {
+	if err := needInputs(n, 2, 3); err != nil {
+		return err
+	}
+	if m := n.Str("mode", "constant"); m != "constant" {
+		return fmt.Errorf("pad mode %s is not supported", m)
+	}
+	x := n.Inputs[0]
+	if err := needRank(x, "input", 1); err != nil {
+		return err
+	}
+	pads, ok := constInts(g, n.Inputs[1])
+	r := x.Shape.Rank()
+	if !ok || len(pads) != 2*r {
+		return fmt.Errorf("pads must be an int64 constant of length %d", 2*r)
+	}
+	out := x.Shape.Clone()
+	for i := range out {
+		if out[i].Known() {
+			out[i] = D(out[i].Size + pads[i] + pads[r+i])
+			if out[i].Size < 0 {
+				return fmt.Errorf("pads %v make dim %d negative", pads, i)
+			}
+		}
+	}
+	setOut(n, 0, x.DType, out)
 	return nil
 }

@@ -51,7 +51,7 @@ func (g *Graph) Model(info ModelInfo) (*onnxpb.ModelProto, error) {
 		gp.Output = append(gp.Output, valueInfo(v))
 		isOutput[v] = true
 	}
-	for _, in := range g.Inits {
+	for _, in := range append(append([]*Initializer{}, g.Inits...), g.Defaults...) {
 		gp.Initializer = append(gp.Initializer, tensorProto(in.Value.Name, in.Tensor))
 	}
 	for _, n := range g.Nodes {

@@ -150,8 +150,9 @@ type Param struct {
 // BatchNormFunc emits a BatchNorm layer; name is its prefix (layer1.0.bn1).
 type BatchNormFunc func(g *graphgen.Graph, name string, x, scale, bias, mean, variance *graphgen.Value, eps float32) *graphgen.Value
 
-// ParamFunc makes a parameter's value in the graph (by default an initializer).
-type ParamFunc func(g *graphgen.Graph, name string, t *graphgen.Tensor) *graphgen.Value
+// ParamFunc makes a parameter's value in the graph (by default an
+// initializer holding t converted to the compute type).
+type ParamFunc func(g *graphgen.Graph, name string, kind ParamKind, t *graphgen.Tensor) *graphgen.Value
 
 // Options configure a model.
 type Options struct {
@@ -164,9 +165,10 @@ type Options struct {
 	// ZeroGamma initializes gamma of the last BatchNorm of every residual
 	// block to 0, so each block starts as the identity.
 	ZeroGamma bool
-	// InputType is the element type of the image input and the weights
-	// (Float by default).
-	InputType graphgen.DType
+	// ComputeType is the element type the network computes in (Float by
+	// default; Float16 for mixed precision). The images input and the
+	// logits output stay float32: the graph casts at both ends.
+	ComputeType graphgen.DType
 
 	// Hooks for the training graph; nil means inference defaults.
 	BatchNorm BatchNormFunc
@@ -241,8 +243,8 @@ func Build(o Options) (*Model, error) {
 	if o.Opset == 0 {
 		o.Opset = graphgen.DefaultOpset
 	}
-	if o.InputType == graphgen.Undefined {
-		o.InputType = graphgen.Float
+	if o.ComputeType == graphgen.Undefined {
+		o.ComputeType = graphgen.Float
 	}
 	switch {
 	case o.Classes < 1:
@@ -256,8 +258,9 @@ func Build(o Options) (*Model, error) {
 		o.BatchNorm = InferenceBatchNorm
 	}
 	if o.Param == nil {
-		o.Param = func(g *graphgen.Graph, name string, t *graphgen.Tensor) *graphgen.Value {
-			return g.Initializer(name, t)
+		ct := o.ComputeType
+		o.Param = func(g *graphgen.Graph, name string, kind ParamKind, t *graphgen.Tensor) *graphgen.Value {
+			return g.Initializer(name, CastTensor(t, ct))
 		}
 	}
 	name := "resnet" + strconv.Itoa(depth) + variant.suffix()
@@ -273,9 +276,9 @@ func Build(o Options) (*Model, error) {
 		batch = graphgen.D(int64(o.Batch))
 	}
 	s := int64(o.ImageSize)
-	m.Input = g.Input(InputName, o.InputType, graphgen.Shape{batch, graphgen.D(3), graphgen.D(s), graphgen.D(s)})
+	m.Input = g.Input(InputName, graphgen.Float, graphgen.Shape{batch, graphgen.D(3), graphgen.D(s), graphgen.D(s)})
 
-	x := b.stem(m.Input)
+	x := b.stem(g.Cast(m.Input, o.ComputeType))
 	spec := depths[depth]
 	expansion := 1
 	if spec.bottleneck {
@@ -310,7 +313,7 @@ func Build(o Options) (*Model, error) {
 	w := b.param("fc.weight", FCWeight, []int64{int64(o.Classes), int64(inplanes)}, false)
 	bias := b.param("fc.bias", FCBias, []int64{int64(o.Classes)}, false)
 	b.stage.MACs += int64(inplanes) * int64(o.Classes)
-	logits := g.Gemm(x, w, bias, false, true)
+	logits := g.Cast(g.Gemm(x, w, bias, false, true), graphgen.Float)
 	g.RenameOutput(logits, OutputName)
 	g.Output(logits)
 	m.Logits = logits
@@ -335,10 +338,7 @@ func (b *builder) beginStage(name string) {
 // sets to 0.
 func (b *builder) param(name string, kind ParamKind, dims []int64, lastBN bool) *graphgen.Value {
 	t := initTensor(b.m.Seed, name, kind, dims, b.m.ZeroGamma && lastBN)
-	if b.m.InputType != graphgen.Float {
-		t = castTensor(t, b.m.InputType)
-	}
-	v := b.m.Param(b.g, name, t)
+	v := b.m.Param(b.g, name, kind, t)
 	b.m.Params = append(b.m.Params, Param{Name: name, Kind: kind, Tensor: t, Value: v})
 	if kind.Trainable() {
 		b.stage.Params += t.NumElements()
@@ -382,7 +382,11 @@ func initTensor(seed uint64, name string, kind ParamKind, dims []int64, zeroGamm
 	return graphgen.FloatTensor(dims, data)
 }
 
-func castTensor(t *graphgen.Tensor, dt graphgen.DType) *graphgen.Tensor {
+// CastTensor converts a float32 tensor to dt (itself when dt is Float).
+func CastTensor(t *graphgen.Tensor, dt graphgen.DType) *graphgen.Tensor {
+	if dt == t.DType {
+		return t
+	}
 	out := graphgen.FilledTensor(dt, t.Dims, 0)
 	for i, v := range t.Float32 {
 		switch dt {

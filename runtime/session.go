@@ -68,6 +68,9 @@ type Options struct {
 	// DisableMemPattern turns off memory-pattern planning (needed when
 	// input shapes change between runs on some providers).
 	DisableMemPattern bool
+	// DisableCPUArena makes ONNX Runtime allocate CPU memory directly
+	// instead of from its arena.
+	DisableCPUArena bool
 }
 
 // IOInfo describes one model input or output.
@@ -138,6 +141,11 @@ func sessionOptions(o Options, p Provider) (*ort.SessionOptions, error) {
 	}
 	if o.DisableMemPattern {
 		if err := so.SetMemPattern(false); err != nil {
+			return nil, err
+		}
+	}
+	if o.DisableCPUArena {
+		if err := so.SetCpuMemArena(false); err != nil {
 			return nil, err
 		}
 	}

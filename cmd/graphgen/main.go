@@ -1,10 +1,12 @@
-// Command graphgen writes ONNX graphs of the ResNet family:
+// Command graphgen writes ONNX graphs of the ResNet family and their
+// training steps:
 //
 //	graphgen resnet50d > model.onnx
 //	graphgen resnet18c --classes 10 --image-size 64 -o r18c.onnx --summary
+//	graphgen train-step resnet50d --batch 32 --fp16 -o step.onnx
 //	graphgen --list
 //
-// It is a thin CLI over the models and graphgen packages.
+// It is a thin CLI over the models, graphgen and training packages.
 package main
 
 import (
@@ -30,14 +32,16 @@ func main() {
 type usageError struct{ error }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	err := generate(args, stdout, stderr)
-	if err == nil {
+	var err error
+	if len(args) > 0 && args[0] == "train-step" {
+		err = trainStep(args[1:], stdout, stderr)
+	} else {
+		err = generate(args, stdout, stderr)
+	}
+	if err == nil || errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
-	}
-	fmt.Fprintln(stderr, "graphgen: "+strings.ReplaceAll(err.Error(), "\n", " "))
+	fmt.Fprintln(stderr, "graphgen: "+strings.Join(strings.Fields(err.Error()), " "))
 	var ue usageError
 	if errors.As(err, &ue) {
 		return 2
@@ -45,10 +49,56 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
+// Bounds on sizes the CLI accepts: wide enough for any real classifier,
+// narrow enough that a typo cannot ask for terabytes.
+const (
+	maxClasses   = 1_000_000
+	maxImageSize = 4096
+)
+
+func checkSizes(classes, imageSize int, opset int64) error {
+	switch {
+	case classes < 1 || classes > maxClasses:
+		return usageError{fmt.Errorf("--classes must be between 1 and %d, got %d", maxClasses, classes)}
+	case imageSize < 32 || imageSize > maxImageSize:
+		return usageError{fmt.Errorf("--image-size must be between 32 and %d, got %d", maxImageSize, imageSize)}
+	case opset < graphgen.MinOpset || opset > graphgen.MaxOpset:
+		return usageError{fmt.Errorf("--opset %d is not supported (choose %d to %d)", opset, graphgen.MinOpset, graphgen.MaxOpset)}
+	}
+	return nil
+}
+
+// refuseTerminal stops binary output from going to a terminal.
+func refuseTerminal(output string, stdout io.Writer) error {
+	if output != "" && output != "-" {
+		return nil
+	}
+	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return usageError{errors.New("refusing to write a binary model to a terminal; redirect it (graphgen ... > model.onnx) or use -o FILE")}
+	}
+	return nil
+}
+
+// writeGraph serializes to a file (atomically, see graphgen.WriteFile) or,
+// for "" and "-", to standard output.
+func writeGraph(g *graphgen.Graph, info graphgen.ModelInfo, output string, stdout io.Writer) error {
+	if output != "" && output != "-" {
+		return g.WriteFile(output, info)
+	}
+	data, err := g.Marshal(info)
+	if err != nil {
+		return err
+	}
+	if _, err := stdout.Write(data); err != nil {
+		return fmt.Errorf("write standard output: %w", err)
+	}
+	return nil
+}
+
 func generate(args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("graphgen", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	output := fs.StringP("output", "o", "", "write the model to this file (default: standard output)")
+	output := fs.StringP("output", "o", "", "write the model to this file (default or -: standard output)")
 	classes := fs.Int("classes", 1000, "number of classes")
 	imageSize := fs.Int("image-size", 224, "input height and width")
 	batch := fs.String("batch", "dynamic", "batch size: a number, or dynamic for a symbolic dimension N")
@@ -63,7 +113,7 @@ func generate(args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("%w (see graphgen --help)", err)}
 	}
 	if *help {
-		fmt.Fprintf(stdout, "Usage: graphgen MODEL [flags] > model.onnx\n\nMODEL is resnet18, resnet34, resnet50, resnet101 or resnet152 with an\noptional suffix b, c or d (the Bag of Tricks tweaks); see --list.\n\nFlags:\n%s", fs.FlagUsages())
+		fmt.Fprintf(stdout, "Usage: graphgen MODEL [flags] > model.onnx\n       graphgen train-step MODEL --batch N [flags] > step.onnx\n\nMODEL is resnet18, resnet34, resnet50, resnet101 or resnet152 with an\noptional suffix b, c or d (the Bag of Tricks tweaks); see --list.\n\nFlags:\n%s", fs.FlagUsages())
 		return pflag.ErrHelp
 	}
 	if *list {
@@ -75,24 +125,22 @@ func generate(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return usageError{fmt.Errorf("expected one model name, got %d arguments (known: %s)", fs.NArg(), strings.Join(models.Names(), ", "))}
 	}
+	if _, _, err := models.ParseName(fs.Arg(0)); err != nil {
+		return usageError{err}
+	}
 	b := 0
 	if *batch != "dynamic" {
 		n, err := strconv.Atoi(*batch)
-		if err != nil || n < 1 {
+		if err != nil || n < 1 || n > 1<<20 {
 			return usageError{fmt.Errorf("--batch must be a positive number or dynamic, got %q", *batch)}
 		}
 		b = n
 	}
-	if *opset < graphgen.MinOpset || *opset > graphgen.MaxOpset {
-		return usageError{fmt.Errorf("--opset %d is not supported (choose %d to %d)", *opset, graphgen.MinOpset, graphgen.MaxOpset)}
+	if err := checkSizes(*classes, *imageSize, *opset); err != nil {
+		return err
 	}
-	if *output == "" {
-		if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			return usageError{errors.New("refusing to write a binary model to a terminal; redirect it (graphgen MODEL > model.onnx) or use -o FILE")}
-		}
-	}
-	if _, _, err := models.ParseName(fs.Arg(0)); err != nil {
-		return usageError{err}
+	if err := refuseTerminal(*output, stdout); err != nil {
+		return err
 	}
 	m, err := models.Build(models.Options{
 		Name: fs.Arg(0), Classes: *classes, ImageSize: *imageSize, Batch: b,
@@ -106,16 +154,5 @@ func generate(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	info := graphgen.ModelInfo{Doc: m.Graph.Doc, Metadata: m.Metadata()}
-	if *output != "" {
-		return m.Graph.WriteFile(*output, info)
-	}
-	data, err := m.Graph.Marshal(info)
-	if err != nil {
-		return err
-	}
-	if _, err := stdout.Write(data); err != nil {
-		return fmt.Errorf("write standard output: %w", err)
-	}
-	return nil
+	return writeGraph(m.Graph, graphgen.ModelInfo{Doc: m.Graph.Doc, Metadata: m.Metadata()}, *output, stdout)
 }

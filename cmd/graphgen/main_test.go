@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"github.com/ortrain/ortrain/internal/testutil"
+	"github.com/ortrain/ortrain/runtime"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,5 +80,64 @@ func TestWritesModel(t *testing.T) {
 	code, stdout, _ = runCLI("--list")
 	if code != 0 || strings.Count(stdout, "\n") != 20 || !strings.Contains(stdout, "resnet152d") {
 		t.Errorf("--list: %q", stdout)
+	}
+}
+
+// The train-step graph written with --init runs in ONNX Runtime from the
+// file alone: parameters and statistics come from the defaults, momentum
+// buffers are fed as zeros.
+func TestTrainStepFile(t *testing.T) {
+	testutil.InitORT(t)
+	path := filepath.Join(t.TempDir(), "step.onnx")
+	if code, _, stderr := runCLI("train-step", "resnet18d", "--batch", "2", "--classes", "5", "--image-size", "64", "--init", "-o", path); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	sess, err := runtime.NewSessionFromFile(path, nil, []string{"loss", "all_finite"}, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Destroy()
+	var in []*runtime.Tensor
+	for _, info := range sess.Inputs {
+		n := int64(1)
+		for _, d := range info.Shape {
+			n *= d
+		}
+		data := make([]float32, n)
+		switch info.Name {
+		case "images":
+			for i := range data {
+				data[i] = float32(i%7) - 3
+			}
+		case "targets":
+			for i := range data {
+				data[i] = 0.2
+			}
+		case "lr":
+			data[0] = 0.1
+		case "momentum":
+			data[0] = 0.9
+		default:
+			if !strings.HasPrefix(info.Name, "momentum_buffer/") && info.Name != "weight_decay" {
+				t.Fatalf("input %s has no default", info.Name)
+			}
+		}
+		x, err := runtime.NewFloat32(info.Shape, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer x.Destroy()
+		in = append(in, x)
+	}
+	out, err := sess.Run(in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := out[0].Float32s()[0]; !(l > 0 && l < 100) || !out[1].Bools()[0] {
+		t.Errorf("loss %g finite %v", l, out[1].Bools()[0])
+	}
+	code, _, stderr := runCLI("train-step", "resnet18", "--classes", "5")
+	if code != 2 || !strings.Contains(stderr, "--batch") {
+		t.Errorf("missing --batch: exit %d %q", code, stderr)
 	}
 }

@@ -34,8 +34,9 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"info":  {"show a model's inputs, outputs and metadata", cmdInfo},
-		"bench": {"measure inference throughput in ONNX Runtime", cmdBench},
+		"info":       {"show a model's inputs, outputs and metadata", cmdInfo},
+		"bench":      {"measure inference throughput in ONNX Runtime", cmdBench},
+		"bench-step": {"measure train-step throughput in ONNX Runtime", cmdBenchStep},
 	}
 }
 
@@ -128,6 +129,8 @@ func (f *rtFlags) options() (runtime.Options, error) {
 	}
 	return runtime.Options{IntraOpThreads: f.threads, OptLevel: f.optLevel, Provider: p, AllowCPUFallback: f.fallback}, nil
 }
+
+func rtVersion() string { return runtime.Version() }
 
 // warnFallback tells the user when a session runs on the CPU instead of the
 // provider asked for (only with --allow-cpu-fallback).

@@ -108,3 +108,36 @@ func AllFinite(xs []float32) bool {
 	}
 	return true
 }
+
+// L2RelErr is ||got-want||_2 / ||want||_2.
+func L2RelErr(got, want []float32) float64 {
+	if len(got) != len(want) {
+		return math.Inf(1)
+	}
+	var d, r float64
+	for i := range got {
+		x := float64(got[i]) - float64(want[i])
+		d += x * x
+		r += float64(want[i]) * float64(want[i])
+	}
+	if r == 0 {
+		return math.Sqrt(d)
+	}
+	return math.Sqrt(d / r)
+}
+
+// FracAbove is the fraction of elements whose difference exceeds
+// tol * max|want|.
+func FracAbove(got, want []float32, tol float64) float64 {
+	var ref float64
+	for _, w := range want {
+		ref = math.Max(ref, math.Abs(float64(w)))
+	}
+	n := 0
+	for i := range got {
+		if math.Abs(float64(got[i])-float64(want[i])) > tol*ref {
+			n++
+		}
+	}
+	return float64(n) / float64(len(got))
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ortrain/ortrain/models"
+	"github.com/ortrain/ortrain/training"
+)
+
+func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
+	const synopsis = "bench-step [--model resnet50] [--batch 16] [--image-size 224] [--iters 10] [--fp16]"
+	fs, help := flagSet("bench-step")
+	model := fs.String("model", "resnet50", "model name (see graphgen --list)")
+	batch := fs.Int("batch", 16, "batch size")
+	size := fs.Int("image-size", 224, "input height and width")
+	classes := fs.Int("classes", 1000, "number of classes")
+	iters := fs.Int("iters", 10, "timed steps")
+	warmup := fs.Int("warmup", 2, "untimed steps first")
+	fp16 := fs.Bool("fp16", false, "mixed-precision step")
+	profile := fs.String("profile", "", "write an ONNX Runtime profile with this file-name prefix")
+	noPattern := fs.Bool("no-mem-pattern", false, "turn off ONNX Runtime's memory-pattern planning")
+	noArena := fs.Bool("no-arena", false, "turn off ONNX Runtime's CPU memory arena")
+	rt := addRuntimeFlags(fs)
+	if err := parse(fs, help, args, synopsis, stdout); err != nil {
+		return err
+	}
+	if *batch < 2 || *iters < 1 || *warmup < 0 {
+		return usageError{fmt.Errorf("--batch must be at least 2, --iters positive")}
+	}
+	opts, err := rt.options()
+	if err != nil {
+		return err
+	}
+	opts.ProfilePrefix = *profile
+	opts.DisableMemPattern, opts.DisableCPUArena = *noPattern, *noArena
+	step, err := training.BuildStep(training.StepOptions{
+		Model: models.Options{Name: *model, Classes: *classes, ImageSize: *size, Batch: *batch, ZeroGamma: true},
+		FP16:  *fp16, NoBiasDecay: true,
+	})
+	if err != nil {
+		return usageError{err}
+	}
+	st, err := training.NewStepper(step, step.InitialState(), opts)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	r := rand.New(rand.NewPCG(1, 1))
+	for i := range st.Images() {
+		st.Images()[i] = float32(r.NormFloat64())
+	}
+	labels := make([]int, *batch)
+	for i := range labels {
+		labels[i] = r.IntN(*classes)
+	}
+	if err := training.SmoothTargets(st.Targets(), labels, *classes, 0.1, training.SmoothPaper); err != nil {
+		return err
+	}
+	h := training.Hyper{LR: 0.01, Momentum: 0.9, WeightDecay: 1e-4, LossScale: 1024}
+	var times []float64
+	for i := 0; i < *warmup+*iters; i++ {
+		start := time.Now()
+		if _, err := st.Run(h); err != nil {
+			return err
+		}
+		if i >= *warmup {
+			times = append(times, time.Since(start).Seconds())
+		}
+	}
+	sort.Float64s(times)
+	var total float64
+	for _, t := range times {
+		total += t
+	}
+	kind := "fp32"
+	if *fp16 {
+		kind = "fp16"
+	}
+	fmt.Fprintf(stdout, "ortrain train step (ONNX Runtime %s, %s): %s batch %d at %d, %d steps: %.2f steps/s, %.1f img/s, median %.0f ms/step, peak RSS %s\n",
+		strings.TrimSpace(rtVersion()), kind, *model, *batch, *size, len(times), float64(len(times))/total,
+		float64(*batch*len(times))/total, times[len(times)/2]*1e3, peakRSS())
+	return nil
+}
+
+// peakRSS reads the process's high-water resident set size.
+func peakRSS() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,216 @@
+package graphgen
+
+import (
+	"fmt"
+)
+
+// Gradients appends to g the nodes that compute the gradient of loss with
+// respect to each value in wrt (reverse-mode automatic differentiation), and
+// returns them in the order of wrt. seed is d(objective)/d(loss): a tensor of
+// loss's type and shape, typically the scalar 1 or the loss scale.
+//
+// Only nodes on a path from some wrt value to loss are differentiated, and a
+// node's rule is asked only for the input gradients that lead back to wrt
+// (the convolution on the input images, say, gets no input gradient). Values
+// used more than once (residual branches) sum their gradients. Every rule is
+// in gradRules; an operator without one is an error naming it. A wrt value
+// that loss does not depend on gets a zero gradient.
+//
+// Autodiff needs static shapes on the differentiated path.
+func (g *Graph) Gradients(loss *Value, wrt []*Value, seed *Value) ([]*Value, error) {
+	if g.err != nil {
+		return nil, g.err
+	}
+	if !loss.DType.IsFloat() {
+		return nil, fmt.Errorf("gradients: loss %s is not floating point", loss)
+	}
+	if seed.DType != loss.DType {
+		return nil, fmt.Errorf("gradients: seed %v does not match loss %v", seed.DType, loss.DType)
+	}
+	// Forward: values that depend on wrt through floating-point edges.
+	dep := map[*Value]bool{}
+	for _, w := range wrt {
+		if !w.DType.IsFloat() {
+			return nil, fmt.Errorf("gradients: %s is not floating point", w)
+		}
+		dep[w] = true
+	}
+	nodes := append([]*Node{}, g.Nodes...) // the forward graph, before we append to it
+	for _, n := range nodes {
+		any := false
+		for _, in := range n.Inputs {
+			if in != nil && dep[in] && in.DType.IsFloat() {
+				any = true
+				break
+			}
+		}
+		if any {
+			for _, o := range n.Outputs {
+				if o.DType.IsFloat() {
+					dep[o] = true
+				}
+			}
+		}
+	}
+	// Backward: values from which loss is reachable through float edges.
+	reach := map[*Value]bool{loss: true}
+	for i := len(nodes) - 1; i >= 0; i-- {
+		n := nodes[i]
+		any := false
+		for _, o := range n.Outputs {
+			if reach[o] {
+				any = true
+				break
+			}
+		}
+		if any {
+			for _, in := range n.Inputs {
+				if in != nil && in.DType.IsFloat() {
+					reach[in] = true
+				}
+			}
+		}
+	}
+
+	c := &gradCtx{g: g}
+	grads := map[*Value][]*Value{loss: {seed}}
+	for i := len(nodes) - 1; i >= 0; i-- {
+		n := nodes[i]
+		dy := make([]*Value, len(n.Outputs))
+		active := false
+		for j, o := range n.Outputs {
+			if !dep[o] || !reach[o] || len(grads[o]) == 0 {
+				continue
+			}
+			dy[j] = c.total(o, grads[o])
+			active = true
+		}
+		if !active {
+			continue
+		}
+		need := make([]bool, len(n.Inputs))
+		anyNeed := false
+		for j, in := range n.Inputs {
+			need[j] = in != nil && in.DType.IsFloat() && dep[in]
+			anyNeed = anyNeed || need[j]
+		}
+		if !anyNeed {
+			continue
+		}
+		rule, ok := gradRules[n.Op]
+		if !ok {
+			return nil, fmt.Errorf("gradients: no gradient rule for operator %s (node %s)", n.Op, n.Name)
+		}
+		prev := g.SetScope("grad/" + n.Name)
+		dx, err := rule(c, n, dy, need)
+		g.SetScope(prev)
+		if err != nil {
+			return nil, fmt.Errorf("gradients: %s node %s: %w", n.Op, n.Name, err)
+		}
+		if g.err != nil {
+			return nil, fmt.Errorf("gradients: %s node %s: %w", n.Op, n.Name, g.err)
+		}
+		for j, d := range dx {
+			if d == nil || !need[j] {
+				continue
+			}
+			in := n.Inputs[j]
+			if !d.Shape.Equal(in.Shape) || d.DType != in.DType {
+				return nil, fmt.Errorf("gradients: %s node %s: gradient of input %d is %v%v, input is %v%v",
+					n.Op, n.Name, j, d.DType, d.Shape, in.DType, in.Shape)
+			}
+			grads[in] = append(grads[in], d)
+		}
+	}
+	out := make([]*Value, len(wrt))
+	for i, w := range wrt {
+		if len(grads[w]) == 0 {
+			if !w.Shape.Static() {
+				return nil, fmt.Errorf("gradients: %s has a dynamic shape", w)
+			}
+			out[i] = g.ConstantOfShape(w.DType, 0, w.Shape.Ints()...)
+			continue
+		}
+		out[i] = c.total(w, grads[w])
+	}
+	return out, g.err
+}
+
+// gradCtx carries the graph and helpers the gradient rules share.
+type gradCtx struct {
+	g      *Graph
+	summed map[*Value]*Value
+}
+
+// total sums the gradient contributions of one value (once).
+func (c *gradCtx) total(v *Value, parts []*Value) *Value {
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	if c.summed == nil {
+		c.summed = map[*Value]*Value{}
+	}
+	if s, ok := c.summed[v]; ok {
+		return s
+	}
+	s := c.g.Sum(parts...)
+	c.summed[v] = s
+	return s
+}
+
+// scalar is a rank-0 constant of dt.
+func (c *gradCtx) scalar(dt DType, v float64) *Value { return c.g.Scalar(dt, v) }
+
+// zeros is a constant tensor of zeros like v (static shape).
+func (c *gradCtx) zerosLike(v *Value) *Value {
+	return c.g.ConstantOfShape(v.DType, 0, v.Shape.Ints()...)
+}
+
+// unbroadcast sums grad over the axes along which a value of shape target
+// was broadcast to grad's shape, and reshapes to target.
+func (c *gradCtx) unbroadcast(grad *Value, target Shape) (*Value, error) {
+	if grad.Shape.Equal(target) {
+		return grad, nil
+	}
+	if !grad.Shape.Static() || !target.Static() {
+		return nil, fmt.Errorf("broadcast gradient needs static shapes, got %v and %v", grad.Shape, target)
+	}
+	gr, tr := grad.Shape.Rank(), target.Rank()
+	var axes []int64
+	for i := 0; i < gr; i++ {
+		j := i - (gr - tr)
+		if j < 0 || (target[j].Size == 1 && grad.Shape[i].Size != 1) {
+			axes = append(axes, int64(i))
+		}
+	}
+	r := grad
+	if len(axes) > 0 {
+		r = c.g.ReduceSum(grad, axes, true)
+	}
+	if !r.Shape.Equal(target) {
+		r = c.g.Reshape(r, target.Ints()...)
+	}
+	return r, nil
+}
+
+// reshapeTo reshapes v to a static shape.
+func (c *gradCtx) reshapeTo(v *Value, s Shape) (*Value, error) {
+	if v.Shape.Equal(s) {
+		return v, nil
+	}
+	if !s.Static() {
+		return nil, fmt.Errorf("needs a static shape, got %v", s)
+	}
+	return c.g.Reshape(v, s.Ints()...), nil
+}
+
+// channelShape is (1, C, 1, ..., 1) for broadcasting per-channel values
+// against a tensor of rank r.
+func channelShape(r int) []int64 {
+	s := make([]int64, r)
+	for i := range s {
+		s[i] = 1
+	}
+	s[1] = -1
+	return s
+}
