@@ -192,6 +192,10 @@ func (g *Graph) Input(name string, dt DType, shape Shape) *Value {
 
 // Initializer adds a named constant tensor (a weight, say) to the graph.
 func (g *Graph) Initializer(name string, t *Tensor) *Value {
+	if t == nil {
+		g.fail(fmt.Errorf("initializer %q: no tensor", name))
+		return &Value{Name: name}
+	}
 	if err := t.check(); err != nil {
 		g.fail(fmt.Errorf("initializer %q: %w", name, err))
 		return &Value{Name: name, DType: t.DType}
@@ -249,6 +253,10 @@ func (g *Graph) ConstData(v *Value) *Tensor {
 
 // Const adds an anonymous constant; identical small constants are shared.
 func (g *Graph) Const(t *Tensor) *Value {
+	if t == nil {
+		g.fail(fmt.Errorf("constant: no tensor"))
+		return placeholder()
+	}
 	key := ""
 	if t.NumElements() <= 16 {
 		key = fmt.Sprintf("%d%v%v%v%x", t.DType, t.Dims, t.Float32, t.Int64, t.Raw)
@@ -277,6 +285,12 @@ func (g *Graph) Ints64(vals ...int64) *Value {
 
 // Output marks values as graph outputs.
 func (g *Graph) Output(vs ...*Value) {
+	for _, v := range vs {
+		if v == nil {
+			g.fail(fmt.Errorf("graph output is nil"))
+			return
+		}
+	}
 	g.Outputs = append(g.Outputs, vs...)
 }
 

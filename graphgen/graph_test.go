@@ -160,3 +160,60 @@ func TestWriteFileKeepsOldFileOnError(t *testing.T) {
 		t.Fatal("file not replaced")
 	}
 }
+
+// Symlinks are followed and kept; devices and pipes are written in place,
+// never replaced by a regular file.
+func TestWriteFileSpecialPaths(t *testing.T) {
+	dir := t.TempDir()
+	g := New("t", DefaultOpset)
+	g.Output(g.Relu(g.Input("x", Float, S(1))))
+	target := filepath.Join(dir, "real.onnx")
+	os.WriteFile(target, []byte("old"), 0o644)
+	link := filepath.Join(dir, "link.onnx")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WriteFile(link, ModelInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Lstat(link); st.Mode()&os.ModeSymlink == 0 {
+		t.Error("symlink replaced by a file")
+	}
+	if b, _ := os.ReadFile(target); string(b) == "old" {
+		t.Error("symlink target not written")
+	}
+	if err := g.WriteFile("/dev/null", ModelInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat("/dev/null"); st.Mode().IsRegular() {
+		t.Fatal("/dev/null became a regular file")
+	}
+	if err := g.WriteFile(filepath.Join(dir, "no", "such", "m.onnx"), ModelInfo{}); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("missing directory: %v", err)
+	}
+	if err := g.WriteFile(dir, ModelInfo{}); err == nil {
+		t.Error("writing over a directory accepted")
+	}
+}
+
+func TestNilAndMalformedInputsAreErrors(t *testing.T) {
+	for name, build := range map[string]func(g *Graph){
+		"conv nil weight": func(g *Graph) { g.Conv(g.Input("x", Float, S(1, 1, 4, 4)), nil, nil, ConvOpts{}) },
+		"cast nil":        func(g *Graph) { g.Cast(nil, Float16) },
+		"initializer nil": func(g *Graph) { g.Initializer("w", nil) },
+		"output nil":      func(g *Graph) { g.Output(nil) },
+		"sum of nothing":  func(g *Graph) { g.Sum() },
+		"const nil":       func(g *Graph) { g.Const(nil) },
+		"convT bad opad": func(g *Graph) {
+			x := g.Input("x", Float, S(1, 2, 4, 4))
+			w := g.Initializer("w", FloatTensor([]int64{2, 2, 3, 3}, make([]float32, 36)))
+			g.ConvTranspose(x, w, nil, ConvOpts{Strides: []int64{2, 2}, OutputPadding: []int64{1}})
+		},
+	} {
+		g := New("t", DefaultOpset)
+		build(g)
+		if g.Err() == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}

@@ -128,20 +128,31 @@ func sameTypes(n *Node, from int) error {
 }
 
 func inferBroadcast(g *Graph, n *Node) error {
-	max := 2
 	switch n.Op {
 	case "Max", "Min", "Sum", "Mean":
-		max = 1 << 20
+		return inferElementwise(n, 1, 1<<20, 0, n.Op != "Pow", Undefined)
 	}
-	min := 2
-	if max > 2 {
-		min = 1
+	return inferElementwise(n, 2, 2, 0, n.Op != "Pow", Undefined)
+}
+
+func inferCompare(g *Graph, n *Node) error { return inferElementwise(n, 2, 2, 0, true, Bool) }
+
+func inferWhere(g *Graph, n *Node) error {
+	if len(n.Inputs) > 0 && n.Inputs[0] != nil && n.Inputs[0].DType != Bool {
+		return fmt.Errorf("condition must be bool, got %v", n.Inputs[0].DType)
 	}
+	return inferElementwise(n, 3, 3, 1, true, Undefined)
+}
+
+// inferElementwise checks the input count, that inputs from typeFrom on
+// share a type (when sameType), and broadcasts all shapes; the output type is
+// out, or that of input typeFrom when out is Undefined.
+func inferElementwise(n *Node, min, max, typeFrom int, sameType bool, out DType) error {
 	if err := needInputs(n, min, max); err != nil {
 		return err
 	}
-	if n.Op != "Pow" {
-		if err := sameTypes(n, 0); err != nil {
+	if sameType {
+		if err := sameTypes(n, typeFrom); err != nil {
 			return err
 		}
 	}
@@ -149,40 +160,10 @@ func inferBroadcast(g *Graph, n *Node) error {
 	if err != nil {
 		return err
 	}
-	setOut(n, 0, n.Inputs[0].DType, s)
-	return nil
-}
-
-func inferCompare(g *Graph, n *Node) error {
-	if err := needInputs(n, 2, 2); err != nil {
-		return err
+	if out == Undefined {
+		out = n.Inputs[typeFrom].DType
 	}
-	if err := sameTypes(n, 0); err != nil {
-		return err
-	}
-	s, err := broadcastAll(n, 0)
-	if err != nil {
-		return err
-	}
-	setOut(n, 0, Bool, s)
-	return nil
-}
-
-func inferWhere(g *Graph, n *Node) error {
-	if err := needInputs(n, 3, 3); err != nil {
-		return err
-	}
-	if n.Inputs[0].DType != Bool {
-		return fmt.Errorf("condition must be bool, got %v", n.Inputs[0].DType)
-	}
-	if err := sameTypes(n, 1); err != nil {
-		return err
-	}
-	s, err := broadcastAll(n, 0)
-	if err != nil {
-		return err
-	}
-	setOut(n, 0, n.Inputs[1].DType, s)
+	setOut(n, 0, out, s)
 	return nil
 }
 
@@ -266,6 +247,19 @@ func inferReduce(g *Graph, n *Node) error {
 	}
 	setOut(n, 0, x.DType, out)
 	return nil
+}
+
+// dataAndConst reads a (data, int64 constant) input pair: Reshape's shape,
+// Squeeze's and Unsqueeze's axes, Expand's shape.
+func dataAndConst(g *Graph, n *Node, what string) (*Value, []int64, error) {
+	if err := needInputs(n, 2, 2); err != nil {
+		return nil, nil, err
+	}
+	c, ok := constInts(g, n.Inputs[1])
+	if !ok {
+		return nil, nil, fmt.Errorf("%s must be an int64 constant", what)
+	}
+	return n.Inputs[0], c, nil
 }
 
 // spatial reads kernel, strides, pads and dilations for k spatial dims.
@@ -443,6 +437,9 @@ func inferConvTranspose(g *Graph, n *Node) error {
 	opad := n.Ints("output_padding")
 	if opad == nil {
 		opad = make([]int64, k)
+	}
+	if len(opad) != k {
+		return fmt.Errorf("output_padding %v does not fit %d spatial dims", opad, k)
 	}
 	for i := 0; i < k; i++ {
 		in := x.Shape[2+i]
@@ -622,16 +619,19 @@ func inferFlatten(g *Graph, n *Node) error {
 }
 
 func inferReshape(g *Graph, n *Node) error {
-	if err := needInputs(n, 2, 2); err != nil {
+	x, target, err := dataAndConst(g, n, "shape")
+	if err != nil {
 		return err
 	}
-	x := n.Inputs[0]
-	target, ok := constInts(g, n.Inputs[1])
-	if !ok {
-		return fmt.Errorf("shape must be an int64 constant")
-	}
 	if x.Shape == nil {
-		setOut(n, 0, x.DType, make(Shape, len(target)))
+		out := make(Shape, len(target))
+		for i, t := range target {
+			out[i] = Unknown()
+			if t > 0 {
+				out[i] = D(t)
+			}
+		}
+		setOut(n, 0, x.DType, out)
 		return nil
 	}
 	out := make(Shape, len(target))
@@ -734,13 +734,9 @@ func axesSet(axes []int64, rank int) (map[int]bool, error) {
 }
 
 func inferSqueeze(g *Graph, n *Node) error {
-	if err := needInputs(n, 2, 2); err != nil {
+	x, axes, err := dataAndConst(g, n, "axes")
+	if err != nil {
 		return err
-	}
-	x := n.Inputs[0]
-	axes, ok := constInts(g, n.Inputs[1])
-	if !ok {
-		return fmt.Errorf("axes must be an int64 constant")
 	}
 	if err := needRank(x, "input", 1); err != nil {
 		return err
@@ -764,13 +760,9 @@ func inferSqueeze(g *Graph, n *Node) error {
 }
 
 func inferUnsqueeze(g *Graph, n *Node) error {
-	if err := needInputs(n, 2, 2); err != nil {
+	x, axes, err := dataAndConst(g, n, "axes")
+	if err != nil {
 		return err
-	}
-	x := n.Inputs[0]
-	axes, ok := constInts(g, n.Inputs[1])
-	if !ok {
-		return fmt.Errorf("axes must be an int64 constant")
 	}
 	if x.Shape == nil {
 		return fmt.Errorf("input %q has unknown rank", x.Name)
@@ -891,14 +883,11 @@ func inferSlice(g *Graph, n *Node) error {
 }
 
 func inferExpand(g *Graph, n *Node) error {
-	if err := needInputs(n, 2, 2); err != nil {
+	x, target, err := dataAndConst(g, n, "shape")
+	if err != nil {
 		return err
 	}
-	target, ok := constInts(g, n.Inputs[1])
-	if !ok {
-		return fmt.Errorf("shape must be an int64 constant")
-	}
-	s, err := broadcast(n.Inputs[0].Shape, S(target...))
+	s, err := broadcast(x.Shape, S(target...))
 	if err != nil {
 		return err
 	}

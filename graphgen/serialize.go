@@ -3,6 +3,7 @@ package graphgen
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"google.golang.org/protobuf/proto"
 
@@ -115,9 +116,44 @@ func (g *Graph) WriteFile(path string, info ModelInfo) error {
 }
 
 // WriteFileAtomic writes data to path through a synced temporary file and a
-// rename.
+// rename, so a reader never sees a half-written file and a failure leaves the
+// old one. A symbolic link is followed (its target is replaced, the link
+// kept); a path that exists but is not a regular file (a device such as
+// /dev/null, a named pipe) is written in place, never replaced.
 func WriteFileAtomic(path string, data []byte) (err error) {
-	dir, base := splitPath(path)
+	if st, serr := os.Lstat(path); serr == nil {
+		if st.Mode()&os.ModeSymlink != 0 {
+			target, lerr := filepath.EvalSymlinks(path)
+			if lerr != nil {
+				return fmt.Errorf("write %s: %w", path, lerr)
+			}
+			return WriteFileAtomic(target, data)
+		}
+		if !st.Mode().IsRegular() {
+			if st.IsDir() {
+				return fmt.Errorf("write %s: is a directory", path)
+			}
+			f, oerr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+			if oerr != nil {
+				return fmt.Errorf("write %s: %w", path, oerr)
+			}
+			if _, err = f.Write(data); err != nil {
+				f.Close()
+				return fmt.Errorf("write %s: %w", path, err)
+			}
+			if err = f.Close(); err != nil {
+				return fmt.Errorf("write %s: %w", path, err)
+			}
+			return nil
+		}
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	if st, serr := os.Stat(dir); serr != nil || !st.IsDir() {
+		return fmt.Errorf("write %s: directory %s does not exist", path, dir)
+	}
 	f, err := os.CreateTemp(dir, "."+base+".tmp*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -150,18 +186,6 @@ func WriteFileAtomic(path string, data []byte) (err error) {
 		d.Close()
 	}
 	return nil
-}
-
-func splitPath(path string) (dir, base string) {
-	for i := len(path) - 1; i >= 0; i-- {
-		if path[i] == '/' {
-			if i == 0 {
-				return "/", path[1:]
-			}
-			return path[:i], path[i+1:]
-		}
-	}
-	return ".", path
 }
 
 func valueInfo(v *Value) *onnxpb.ValueInfoProto {

@@ -42,16 +42,20 @@ func (v Variant) suffix() string    { return string(v) }
 func (v Variant) valid() bool {
 	return v == VariantNone || v == VariantB || v == VariantC || v == VariantD
 }
-func (v Variant) describe() string {
-	switch v {
-	case VariantB:
+func (v Variant) describe(bottleneck bool) string {
+	switch {
+	case v == VariantB && bottleneck:
 		return "ResNet-B: stride 2 on the 3x3 conv of downsampling blocks"
-	case VariantC:
+	case v == VariantB:
+		return "ResNet-B: the same network as the original (basic blocks already stride in their first 3x3 conv)"
+	case v == VariantC:
 		return "ResNet-C: B plus a deep stem (3x3 convs 32-32-64)"
-	case VariantD:
+	case v == VariantD:
 		return "ResNet-D: C plus 2x2 average-pool shortcuts before a stride-1 1x1 conv"
+	case bottleneck:
+		return "ResNet: the original (stride 2 on the first 1x1 conv of downsampling blocks)"
 	}
-	return "ResNet: the original (stride 2 on the first 1x1 conv of downsampling blocks)"
+	return "ResNet: the original (stride 2 on the first 3x3 conv of downsampling blocks)"
 }
 
 // depths maps depth to blocks per stage and whether blocks are bottlenecks.
@@ -92,7 +96,7 @@ func Describe(name string) string {
 	if depths[depth].bottleneck {
 		kind = "bottlenecks"
 	}
-	return fmt.Sprintf("%d layers, %s; %s", depth, kind, v.describe())
+	return fmt.Sprintf("%d layers, %s; %s", depth, kind, v.describe(depths[depth].bottleneck))
 }
 
 // ParseName splits a name like resnet50d into depth and variant.
@@ -175,6 +179,13 @@ type Options struct {
 	Param     ParamFunc
 }
 
+// Bounds on Options: wide enough for any real classifier, narrow enough that
+// a typo cannot ask for terabytes.
+const (
+	MaxClasses   = 1_000_000
+	MaxImageSize = 4096
+)
+
 // BNEpsilon is BatchNorm's epsilon, PyTorch's and Gluon's default.
 const BNEpsilon = 1e-5
 
@@ -247,10 +258,10 @@ func Build(o Options) (*Model, error) {
 		o.ComputeType = graphgen.Float
 	}
 	switch {
-	case o.Classes < 1:
-		return nil, fmt.Errorf("classes must be at least 1, got %d", o.Classes)
-	case o.ImageSize < 32:
-		return nil, fmt.Errorf("image size must be at least 32 (the network downsamples by 32), got %d", o.ImageSize)
+	case o.Classes < 1 || o.Classes > MaxClasses:
+		return nil, fmt.Errorf("classes must be between 1 and %d, got %d", MaxClasses, o.Classes)
+	case o.ImageSize < 32 || o.ImageSize > MaxImageSize:
+		return nil, fmt.Errorf("image size must be between 32 (the network downsamples by 32) and %d, got %d", MaxImageSize, o.ImageSize)
 	case o.Batch < 0:
 		return nil, fmt.Errorf("batch must be positive or 0 for dynamic, got %d", o.Batch)
 	}
@@ -267,7 +278,7 @@ func Build(o Options) (*Model, error) {
 	o.Name = name
 	m := &Model{Options: o, Depth: depth, Variant: variant}
 	g := graphgen.New(name, o.Opset)
-	g.Doc = fmt.Sprintf("%s (%s), %d classes, %dx%d input normalized as in Bag of Tricks.", name, variant.describe(), o.Classes, o.ImageSize, o.ImageSize)
+	g.Doc = fmt.Sprintf("%s (%s), %d classes, %dx%d input normalized as in Bag of Tricks.", name, variant.describe(depths[depth].bottleneck), o.Classes, o.ImageSize, o.ImageSize)
 	m.Graph = g
 	b := &builder{m: m, g: g}
 

@@ -97,6 +97,12 @@ type Session struct {
 	Metadata map[string]string
 }
 
+// CheckOptLevel validates a graph optimization level name.
+func CheckOptLevel(s string) error {
+	_, err := optLevel(s)
+	return err
+}
+
 func optLevel(s string) (ort.GraphOptimizationLevel, error) {
 	switch s {
 	case "", "all":
@@ -189,7 +195,7 @@ var ErrProviderUnavailable = errors.New("execution provider unavailable")
 
 func providerError(p Provider, err error) error {
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")
-	return fmt.Errorf("%w: %s is not available in this ONNX Runtime build or on this machine (%s); use --device cpu, or allow a CPU fallback", ErrProviderUnavailable, p, msg)
+	return fmt.Errorf("%w: %s is not available in this ONNX Runtime build or on this machine (%s); use --device cpu, or --allow-cpu-fallback", ErrProviderUnavailable, p, msg)
 }
 
 // NewSession loads model bytes, with the given input and output names in the

@@ -58,11 +58,18 @@ type Tensor struct {
 	f16   *ort.CustomDataTensor
 }
 
+// MaxElements bounds a tensor this package allocates (16 GiB of float32):
+// a larger shape is a mistake, reported instead of crashing the process.
+const MaxElements = 1 << 32
+
 func numel(shape []int64) (int64, error) {
 	n := int64(1)
 	for _, d := range shape {
 		if d < 0 {
 			return 0, fmt.Errorf("shape %v has a negative dimension", shape)
+		}
+		if d > 0 && n > MaxElements/d {
+			return 0, fmt.Errorf("shape %v has more than %d elements", shape, int64(MaxElements))
 		}
 		n *= d
 	}
@@ -72,31 +79,34 @@ func numel(shape []int64) (int64, error) {
 // NewFloat32 wraps data (not copied) as a tensor of the given shape; nil data
 // allocates zeros.
 func NewFloat32(shape []int64, data []float32) (*Tensor, error) {
-	if !ort.IsInitialized() {
-		return nil, errNotInit
-	}
-	n, err := numel(shape)
+	t, err := newGoTensor(shape, data, "float32")
 	if err != nil {
 		return nil, err
-	}
-	if data == nil {
-		data = make([]float32, n)
-	}
-	if int64(len(data)) != n {
-		return nil, fmt.Errorf("float32 tensor of shape %v needs %d values, got %d", shape, n, len(data))
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("empty tensor of shape %v", shape)
-	}
-	t, err := ort.NewTensor(ort.NewShape(shape...), data)
-	if err != nil {
-		return nil, fmt.Errorf("float32 tensor %v: %w", shape, err)
 	}
 	return &Tensor{value: t, dtype: Float32, shape: append([]int64{}, shape...), f32: t}, nil
 }
 
 // NewInt64 wraps int64 data (not copied); nil data allocates zeros.
 func NewInt64(shape []int64, data []int64) (*Tensor, error) {
+	t, err := newGoTensor(shape, data, "int64")
+	if err != nil {
+		return nil, err
+	}
+	return &Tensor{value: t, dtype: Int64, shape: append([]int64{}, shape...), i64: t}, nil
+}
+
+// NewBool allocates a bool tensor (for flags such as "all gradients finite").
+func NewBool(shape []int64) (*Tensor, error) {
+	t, err := newGoTensor[bool](shape, nil, "bool")
+	if err != nil {
+		return nil, err
+	}
+	return &Tensor{value: t, dtype: Bool, shape: append([]int64{}, shape...), bl: t}, nil
+}
+
+// newGoTensor makes an ONNX Runtime tensor over Go memory: data when given
+// (its length must match the shape), else zeros.
+func newGoTensor[T float32 | int64 | bool](shape []int64, data []T, what string) (*ort.Tensor[T], error) {
 	if !ort.IsInitialized() {
 		return nil, errNotInit
 	}
@@ -104,33 +114,20 @@ func NewInt64(shape []int64, data []int64) (*Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if data == nil {
-		data = make([]int64, n)
+	if n == 0 {
+		return nil, fmt.Errorf("%s tensor of shape %v is empty", what, shape)
 	}
-	if int64(len(data)) != n || n == 0 {
-		return nil, fmt.Errorf("int64 tensor of shape %v needs %d values, got %d", shape, n, len(data))
+	if data == nil {
+		data = make([]T, n)
+	}
+	if int64(len(data)) != n {
+		return nil, fmt.Errorf("%s tensor of shape %v needs %d values, got %d", what, shape, n, len(data))
 	}
 	t, err := ort.NewTensor(ort.NewShape(shape...), data)
 	if err != nil {
-		return nil, fmt.Errorf("int64 tensor %v: %w", shape, err)
+		return nil, fmt.Errorf("%s tensor %v: %w", what, shape, err)
 	}
-	return &Tensor{value: t, dtype: Int64, shape: append([]int64{}, shape...), i64: t}, nil
-}
-
-// NewBool allocates a bool tensor (for flags such as "all gradients finite").
-func NewBool(shape []int64) (*Tensor, error) {
-	if !ort.IsInitialized() {
-		return nil, errNotInit
-	}
-	n, err := numel(shape)
-	if err != nil || n == 0 {
-		return nil, fmt.Errorf("bool tensor of shape %v: bad shape", shape)
-	}
-	t, err := ort.NewTensor(ort.NewShape(shape...), make([]bool, n))
-	if err != nil {
-		return nil, fmt.Errorf("bool tensor %v: %w", shape, err)
-	}
-	return &Tensor{value: t, dtype: Bool, shape: append([]int64{}, shape...), bl: t}, nil
+	return t, nil
 }
 
 // NewFloat16 wraps IEEE half-precision bits (not copied); nil data allocates

@@ -19,8 +19,10 @@ go build -o "$work/ortrain" ./cmd/ortrain
 echo "# $(date -u +%F) $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $model, batch $batch at 224, $iters timed runs"
 /usr/bin/python3 scripts/bench/torch_infer.py --model "$work/ours.onnx" --arch "$model" --batch "$batch" \
   --iters "$iters" --export "$work/torch.onnx"
-# Three interleaved rounds, so drift of the machine hits both graphs alike.
-for round in 1 2 3; do
-  "$work/ortrain" bench --model "$work/ours.onnx" --batch "$batch" --iters "$iters" --label "round $round: ortrain graphgen $model (ONNX Runtime)"
-  "$work/ortrain" bench --model "$work/torch.onnx" --batch "$batch" --iters "$iters" --label "round $round: torch.onnx.export $model (ONNX Runtime)"
+# Four interleaved rounds, alternating which graph goes first, so drift of
+# the machine hits both alike.
+ours() { "$work/ortrain" bench --model "$work/ours.onnx" --batch "$batch" --iters "$iters" --label "round $1: ortrain graphgen $model (ONNX Runtime)"; }
+theirs() { "$work/ortrain" bench --model "$work/torch.onnx" --batch "$batch" --iters "$iters" --label "round $1: torch.onnx.export $model (ONNX Runtime)"; }
+for round in 1 2 3 4; do
+  if [ $((round % 2)) -eq 1 ]; then ours $round; theirs $round; else theirs $round; ours $round; fi
 done

@@ -23,12 +23,13 @@ lib_only=0
 for a in "$@"; do
   case "$a" in
     --lib-only) lib_only=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "setup: unknown option $a" >&2; exit 2 ;;
   esac
 done
 
 log() { echo "setup: $*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 install_ort() {
   local dir="${XDG_DATA_HOME:-$HOME/.local/share}/ortrain/onnxruntime-${ORT_VERSION}"
@@ -37,7 +38,11 @@ install_ort() {
     log "ONNX Runtime ${ORT_VERSION} present at $lib"
     return
   fi
-  command -v npm >/dev/null || { log "npm is needed to fetch ONNX Runtime (apt-get install npm)"; exit 1; }
+  if ! command -v npm >/dev/null; then
+    log "npm is needed to fetch ONNX Runtime; installing Debian's npm"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
   local tmp
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' RETURN
@@ -65,11 +70,9 @@ install_debs() {
     log "Debian packages present: ${DEB_PACKAGES[*]}"
     return
   fi
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   log "installing Debian packages: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 install_ort

@@ -10,6 +10,9 @@ import (
 	"github.com/ortrain/ortrain/runtime"
 )
 
+// maxBenchElements bounds the random input bench allocates (1 GiB).
+const maxBenchElements = 1 << 28
+
 func cmdBench(args []string, stdout, stderr io.Writer) error {
 	const synopsis = "bench --model MODEL.onnx [--batch 16] [--iters 20]"
 	fs, help := flagSet("bench")
@@ -22,22 +25,14 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, help, args, synopsis, stdout); err != nil {
 		return err
 	}
-	if *model == "" {
-		return usageError{fmt.Errorf("--model is required")}
-	}
 	if *batch < 1 || *iters < 1 || *warmup < 0 {
 		return usageError{fmt.Errorf("--batch and --iters must be positive, --warmup not negative")}
 	}
-	opts, err := rt.options()
-	if err != nil {
-		return err
-	}
-	sess, err := runtime.NewSessionFromFile(*model, nil, nil, opts)
+	sess, err := rt.open(*model, stderr)
 	if err != nil {
 		return err
 	}
 	defer sess.Destroy()
-	warnFallback(sess, stderr)
 	if len(sess.Inputs) != 1 || len(sess.Inputs[0].Shape) != 4 || sess.Inputs[0].DType != runtime.Float32 {
 		return fmt.Errorf("%s is not an image classifier: want one float32 input (N,3,H,W), it has %v", *model, sess.Inputs)
 	}
@@ -50,7 +45,13 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s: input dimension %d is dynamic; only the batch may be", *model, i+1)
 		}
 	}
-	n := shape[0] * shape[1] * shape[2] * shape[3]
+	n := int64(1)
+	for _, d := range shape {
+		if d == 0 || n > maxBenchElements/d {
+			return fmt.Errorf("%s: input shape %v is empty or too large to benchmark (limit %d values)", *model, shape, maxBenchElements)
+		}
+		n *= d
+	}
 	data := make([]float32, n)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range data {

@@ -24,7 +24,6 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	warmup := fs.Int("warmup", 2, "untimed steps first")
 	fp16 := fs.Bool("fp16", false, "mixed-precision step")
 	profile := fs.String("profile", "", "write an ONNX Runtime profile with this file-name prefix")
-	noPattern := fs.Bool("no-mem-pattern", false, "turn off ONNX Runtime's memory-pattern planning")
 	noArena := fs.Bool("no-arena", false, "turn off ONNX Runtime's CPU memory arena")
 	rt := addRuntimeFlags(fs)
 	if err := parse(fs, help, args, synopsis, stdout); err != nil {
@@ -38,7 +37,7 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	opts.ProfilePrefix = *profile
-	opts.DisableMemPattern, opts.DisableCPUArena = *noPattern, *noArena
+	opts.DisableCPUArena = *noArena
 	step, err := training.BuildStep(training.StepOptions{
 		Model: models.Options{Name: *model, Classes: *classes, ImageSize: *size, Batch: *batch, ZeroGamma: true},
 		FP16:  *fp16, NoBiasDecay: true,

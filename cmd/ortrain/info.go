@@ -16,19 +16,11 @@ func cmdInfo(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, help, args, synopsis, stdout); err != nil {
 		return err
 	}
-	if *model == "" {
-		return usageError{fmt.Errorf("--model is required")}
-	}
-	opts, err := rt.options()
-	if err != nil {
-		return err
-	}
-	sess, err := runtime.NewSessionFromFile(*model, nil, nil, opts)
+	sess, err := rt.open(*model, stderr)
 	if err != nil {
 		return err
 	}
 	defer sess.Destroy()
-	warnFallback(sess, stderr)
 	fmt.Fprintf(stdout, "model     %s\nruntime   ONNX Runtime %s on %s\n", *model, runtime.Version(), sess.Provider)
 	for _, in := range sess.Inputs {
 		fmt.Fprintf(stdout, "input     %v\n", in)

@@ -55,11 +55,12 @@ func usage(w io.Writer) {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
-		if len(args) == 0 {
-			return 2
-		}
 		return 0
 	}
 	cmd, ok := commands()[args[0]]
@@ -118,10 +119,17 @@ func addRuntimeFlags(fs *pflag.FlagSet) *rtFlags {
 	return f
 }
 
-// options initializes ONNX Runtime and turns the flags into session options.
+// options checks the flags, initializes ONNX Runtime and turns the flags
+// into session options.
 func (f *rtFlags) options() (runtime.Options, error) {
 	p, err := runtime.ParseProvider(f.device)
 	if err != nil {
+		return runtime.Options{}, usageError{err}
+	}
+	if f.threads < 0 {
+		return runtime.Options{}, usageError{fmt.Errorf("--threads must be 0 (automatic) or positive, got %d", f.threads)}
+	}
+	if err := runtime.CheckOptLevel(f.optLevel); err != nil {
 		return runtime.Options{}, usageError{err}
 	}
 	if err := runtime.Init(f.lib); err != nil {
@@ -130,12 +138,29 @@ func (f *rtFlags) options() (runtime.Options, error) {
 	return runtime.Options{IntraOpThreads: f.threads, OptLevel: f.optLevel, Provider: p, AllowCPUFallback: f.fallback}, nil
 }
 
+// open loads the model named by --model with the runtime flags.
+func (f *rtFlags) open(model string, stderr io.Writer) (*runtime.Session, error) {
+	if model == "" {
+		return nil, usageError{fmt.Errorf("--model is required")}
+	}
+	opts, err := f.options()
+	if err != nil {
+		return nil, err
+	}
+	sess, err := runtime.NewSessionFromFile(model, nil, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	warnFallback(sess, stderr)
+	return sess, nil
+}
+
 func rtVersion() string { return runtime.Version() }
 
 // warnFallback tells the user when a session runs on the CPU instead of the
 // provider asked for (only with --allow-cpu-fallback).
 func warnFallback(s *runtime.Session, stderr io.Writer) {
 	if s.Fallback != "" {
-		fmt.Fprintf(stderr, "warning: %s; running on cpu instead\n", s.Fallback)
+		fmt.Fprintf(stderr, "warning: %s; running on cpu instead (--allow-cpu-fallback)\n", s.Fallback)
 	}
 }

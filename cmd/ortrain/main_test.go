@@ -63,6 +63,22 @@ func TestBadInput(t *testing.T) {
 	code, _, stderr = runCLI("bench", "--wat")
 	wantOneLine(t, code, stderr, "wat")
 
+	code, _, stderr = runCLI("bench", "--model", junk, "--threads", "-3")
+	wantOneLine(t, code, stderr, "--threads")
+
+	code, _, stderr = runCLI("bench", "--model", junk, "--opt-level", "max")
+	wantOneLine(t, code, stderr, "optimization level")
+
+	// A classifier whose fixed input is far too large to allocate.
+	huge := graphgen.New("huge", graphgen.DefaultOpset)
+	huge.Output(huge.GlobalAveragePool(huge.Input("images", graphgen.Float, graphgen.S(1, 3, 200000, 200000))))
+	hugePath := filepath.Join(t.TempDir(), "huge.onnx")
+	if err := huge.WriteFile(hugePath, graphgen.ModelInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCLI("bench", "--model", hugePath)
+	wantOneLine(t, code, stderr, "too large")
+
 	// A valid ONNX file that is not an image classifier.
 	g := graphgen.New("add", graphgen.DefaultOpset)
 	g.Output(g.Relu(g.Input("x", graphgen.Float, graphgen.S(3))))
