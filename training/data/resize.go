@@ -1,0 +1,92 @@
+package data
+
+import "math"
+
+// Resampling is antialiased bilinear, as PIL's Image.resize(BILINEAR) (and
+// so torchvision's Resize and RandomResizedCrop on PIL images) does: a
+// triangle filter whose support widens with the downscaling factor, so that
+// shrinking averages every source pixel instead of skipping some.
+
+// taps are the source indices and weights of one output position.
+type taps struct {
+	start int
+	w     []float32
+}
+
+// filterTaps computes, for output positions [from, to) of an axis of length
+// outLen that maps onto the source interval [lo, hi), the bilinear taps.
+func filterTaps(lo, hi float64, inLen, outLen, from, to int) []taps {
+	scale := (hi - lo) / float64(outLen)
+	support := math.Max(scale, 1)
+	inv := 1 / support
+	out := make([]taps, 0, to-from)
+	for o := from; o < to; o++ {
+		center := lo + (float64(o)+0.5)*scale
+		xmin := max(int(center-support+0.5), 0)
+		xmax := min(int(center+support+0.5), inLen)
+		t := taps{start: xmin, w: make([]float32, 0, max(xmax-xmin, 1))}
+		var sum float64
+		ws := make([]float64, 0, xmax-xmin)
+		for x := xmin; x < xmax; x++ {
+			w := 1 - math.Abs((float64(x)-center+0.5)*inv)
+			if w < 0 {
+				w = 0
+			}
+			ws = append(ws, w)
+			sum += w
+		}
+		if sum == 0 { // degenerate box: take the nearest pixel
+			t.start = min(max(int(center), 0), inLen-1)
+			t.w = append(t.w, 1)
+		} else {
+			for _, w := range ws {
+				t.w = append(t.w, float32(w/sum))
+			}
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// resample maps the source box [x0,x1) x [y0,y1) onto an image of fullW x
+// fullH and returns the window [wx, wx+ww) x [wy, wy+wh) of it as float32
+// RGB (interleaved, 0-255 scale).
+func resample(src *RGB, x0, y0, x1, y1 float64, fullW, fullH, wx, wy, ww, wh int) []float32 {
+	cols := filterTaps(x0, x1, src.W, fullW, wx, wx+ww)
+	rows := filterTaps(y0, y1, src.H, fullH, wy, wy+wh)
+	// Only the source rows the vertical pass reads.
+	rmin, rmax := src.H, 0
+	for _, r := range rows {
+		rmin = min(rmin, r.start)
+		rmax = max(rmax, r.start+len(r.w))
+	}
+	// Horizontal pass: (rmax-rmin) x ww.
+	tmp := make([]float32, (rmax-rmin)*ww*3)
+	for y := rmin; y < rmax; y++ {
+		srow := src.Pix[y*src.W*3 : (y+1)*src.W*3]
+		drow := tmp[(y-rmin)*ww*3 : (y-rmin+1)*ww*3]
+		for x, c := range cols {
+			var r, g, b float32
+			s := c.start * 3
+			for _, w := range c.w {
+				r += w * float32(srow[s])
+				g += w * float32(srow[s+1])
+				b += w * float32(srow[s+2])
+				s += 3
+			}
+			drow[3*x], drow[3*x+1], drow[3*x+2] = r, g, b
+		}
+	}
+	// Vertical pass.
+	out := make([]float32, wh*ww*3)
+	for y, rt := range rows {
+		drow := out[y*ww*3 : (y+1)*ww*3]
+		for k, w := range rt.w {
+			srow := tmp[(rt.start+k-rmin)*ww*3 : (rt.start+k-rmin+1)*ww*3]
+			for i, v := range srow {
+				drow[i] += w * v
+			}
+		}
+	}
+	return out
+}
