@@ -237,6 +237,26 @@ func (st *Stepper) State(name string) []float32 {
 	return st.state[st.cur][i].Float32s()
 }
 
+// StateTensor is the live current tensor of a state entry (valid until the
+// next Run), for sessions that read the state without copying it (the
+// evaluation graph).
+func (st *Stepper) StateTensor(name string) *runtime.Tensor {
+	i, ok := st.stateIndex[name]
+	if !ok {
+		return nil
+	}
+	return st.state[st.cur][i]
+}
+
+// Snapshot copies the whole current state.
+func (st *Stepper) Snapshot() map[string][]float32 {
+	out := make(map[string][]float32, len(st.stateNames))
+	for _, n := range st.stateNames {
+		out[n] = append([]float32{}, st.State(n)...)
+	}
+	return out
+}
+
 // SetState copies values into the current state; every state tensor must
 // be given, with its exact size.
 func (st *Stepper) SetState(state map[string][]float32) error {

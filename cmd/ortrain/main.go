@@ -35,6 +35,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"info":       {"show a model's inputs, outputs and metadata", cmdInfo},
+		"train":      {"train a model on an image folder", cmdTrain},
 		"bench":      {"measure inference throughput in ONNX Runtime", cmdBench},
 		"bench-step": {"measure train-step throughput in ONNX Runtime", cmdBenchStep},
 	}
@@ -76,6 +77,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var ue usageError
 	if errors.As(err, &ue) {
 		return 2
+	}
+	var ie interruptedError
+	if errors.As(err, &ie) {
+		return exitCodeInterrupted
 	}
 	return 1
 }

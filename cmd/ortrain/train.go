@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"github.com/ortrain/ortrain/distill"
+	"github.com/ortrain/ortrain/training"
+)
+
+// recipeFromArgs finds --recipe before the flags are defined, so that the
+// recipe can set the defaults that explicit flags then override.
+func recipeFromArgs(args []string) string {
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, "--recipe="); ok {
+			return v
+		}
+		if a == "--recipe" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// exitCodeInterrupted is the status of a run stopped by SIGINT or SIGTERM
+// after its checkpoint was written (128 + SIGINT, as shells report it).
+const exitCodeInterrupted = 130
+
+type interruptedError struct{ out string }
+
+func (e interruptedError) Error() string {
+	return fmt.Sprintf("interrupted; checkpoint written, resume with: ortrain train --resume %s", e.out)
+}
+
+func cmdTrain(args []string, stdout, stderr io.Writer) error {
+	const synopsis = "train --data DIR [--model resnet50d] [--recipe baseline|efficient|tricks] [flags]"
+	cfg := training.DefaultConfig()
+	if r := recipeFromArgs(args); r != "" {
+		if err := cfg.ApplyRecipe(r); err != nil {
+			return usageError{err}
+		}
+	}
+	fs, help := flagSet("train")
+	fs.StringVar(&cfg.Data, "data", "", "image folder with train/<class>/* and val/<class>/*")
+	fs.StringVar(&cfg.Out, "out", cfg.Out, "run folder: config, metrics, plots, checkpoints, model.onnx")
+	resume := fs.String("resume", "", "continue the run in this folder from its last checkpoint")
+	fs.StringVar(&cfg.Recipe, "recipe", cfg.Recipe, "paper settings: baseline, efficient or tricks (flags given override them)")
+	fs.StringVar(&cfg.Model, "model", cfg.Model, "network (see graphgen --list)")
+	fs.IntVar(&cfg.ImageSize, "image-size", cfg.ImageSize, "training and evaluation crop size")
+	fs.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "epochs")
+	fs.IntVar(&cfg.BatchSize, "batch-size", cfg.BatchSize, "batch size")
+	fs.Float64Var(&cfg.LR, "lr", cfg.LR, "peak learning rate (0: --lr-base x batch / 256)")
+	fs.Float64Var(&cfg.LRBase, "lr-base", cfg.LRBase, "learning rate per 256 images (linear scaling rule)")
+	fs.StringVar(&cfg.LRMode, "lr-mode", cfg.LRMode, "decay after warmup: step or cosine")
+	fs.Float64Var(&cfg.WarmupEpochs, "warmup-epochs", cfg.WarmupEpochs, "linear warmup from 0, in epochs")
+	fs.Float64SliceVar(&cfg.LRSteps, "lr-steps", cfg.LRSteps, "step mode: decay points as fractions of the run")
+	fs.Float64Var(&cfg.LRFactor, "lr-factor", cfg.LRFactor, "step mode: decay factor")
+	fs.Float64Var(&cfg.Momentum, "momentum", cfg.Momentum, "Nesterov momentum")
+	fs.Float64Var(&cfg.WeightDecay, "wd", cfg.WeightDecay, "weight decay")
+	fs.BoolVar(&cfg.NoBiasDecay, "no-bias-decay", cfg.NoBiasDecay, "no weight decay on biases and BatchNorm gamma/beta")
+	fs.BoolVar(&cfg.ZeroGamma, "zero-gamma", cfg.ZeroGamma, "zero gamma of the last BatchNorm of each residual block")
+	fs.Float64Var(&cfg.LabelSmoothing, "label-smoothing", cfg.LabelSmoothing, "label smoothing epsilon")
+	fs.StringVar(&cfg.SmoothingRule, "smoothing-rule", cfg.SmoothingRule, "paper (eps/(K-1) off target) or uniform (eps/K, PyTorch's)")
+	fs.Float64Var(&cfg.MixupAlpha, "mixup-alpha", cfg.MixupAlpha, "mixup Beta(alpha, alpha); 0 turns mixup off")
+	fs.BoolVar(&cfg.FP16, "fp16", cfg.FP16, "mixed precision: float16 compute, float32 master weights, dynamic loss scaling")
+	fs.StringVar(&cfg.Teacher, "teacher", cfg.Teacher, "distill from this ONNX classifier (frozen)")
+	fs.Float64Var(&cfg.KDTemperature, "kd-temperature", cfg.KDTemperature, "distillation temperature T")
+	fs.Float64Var(&cfg.KDHardWeight, "kd-hard-weight", cfg.KDHardWeight, "weight of the hard loss; the soft one gets 1 minus it")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "decoding goroutines (0: one per core)")
+	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of initialization, data order, augmentation and mixup")
+	fs.Int64Var(&cfg.Opset, "opset", cfg.Opset, "ONNX opset of the graphs")
+	fs.IntVar(&cfg.KeepLast, "keep", cfg.KeepLast, "epoch checkpoints kept besides last and best")
+	rt := addRuntimeFlags(fs)
+	if err := parse(fs, help, args, synopsis, stdout); err != nil {
+		return err
+	}
+	if *resume != "" {
+		allowed := map[string]bool{"resume": true, "device": true, "threads": true, "workers": true, "ort-lib": true, "opt-level": true, "allow-cpu-fallback": true}
+		var changed []string
+		fs.Visit(func(f *pflag.Flag) {
+			if !allowed[f.Name] {
+				changed = append(changed, "--"+f.Name)
+			}
+		})
+		if len(changed) > 0 {
+			return usageError{fmt.Errorf("a resumed run keeps its configuration; drop %s", strings.Join(changed, ", "))}
+		}
+		saved, err := training.LoadConfig(*resume)
+		if err != nil {
+			return err
+		}
+		workers := cfg.Workers
+		cfg = *saved
+		if fs.Changed("workers") {
+			cfg.Workers = workers
+		}
+		cfg.Out = *resume
+	}
+	if *resume == "" && cfg.Recipe != "" && !fs.Changed("warmup-epochs") {
+		// The paper warms up 5 of 120 epochs; a shorter run keeps the proportion.
+		cfg.WarmupEpochs = min(cfg.WarmupEpochs, float64(cfg.Epochs)*5/120)
+	}
+	cfg.Device, cfg.Threads = rt.device, rt.threads
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	opts, err := rt.options()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "ortrain train: %s on %s (ONNX Runtime %s)\n", cfg.Model, cfg.Data, rtVersion())
+	cfg.Print(stderr)
+	tr := &training.Trainer{Config: cfg, Log: stderr}
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		tr.Prog = training.Progress{W: stderr, Terminal: true}
+	} else {
+		tr.Prog = training.Progress{W: stderr, Every: 50}
+	}
+	if err := tr.Setup(opts, *resume != ""); err != nil {
+		return err
+	}
+	defer tr.Close()
+	if cfg.Teacher != "" {
+		// Checked before any step: classes, input rank and size must fit.
+		teacher, err := distill.Load(cfg.Teacher, distill.Expect{Classes: len(tr.ClassNames()), Batch: cfg.BatchSize, ImageSize: cfg.ImageSize}, opts)
+		if err != nil {
+			return err
+		}
+		defer teacher.Close()
+		tr.Teacher = teacher
+	}
+	if *resume == "" {
+		if err := training.SaveConfig(&cfg); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = tr.Run(ctx)
+	if errors.Is(err, training.ErrInterrupted) {
+		return interruptedError{cfg.Out}
+	}
+	return err
+}

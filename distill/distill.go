@@ -1,0 +1,141 @@
+// Package distill owns knowledge distillation's teacher: any ONNX image
+// classifier (one made by graphgen, exported by ortrain, or exported from
+// another framework), checked on load against the student's classes and
+// batch shape, run frozen in its own ONNX Runtime session with its own
+// execution provider and threads, giving logits for exactly the batch the
+// student sees.
+//
+// It imports runtime (and nothing of training: training calls it through its
+// Teacher interface, which *Teacher satisfies).
+package distill
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/ortrain/ortrain/runtime"
+)
+
+// Expect is what the student needs of a teacher.
+type Expect struct {
+	Classes   int // K of the student's logits
+	Batch     int // images per batch
+	ImageSize int // H = W of the student's input
+}
+
+// Teacher is a loaded, checked teacher model.
+type Teacher struct {
+	Path   string
+	sess   *runtime.Session
+	expect Expect
+	in     *runtime.Tensor
+	inData []float32
+	out    *runtime.Tensor
+	outBuf []float32
+}
+
+// Load opens a teacher and checks it fits the student; the error names what
+// differs.
+func Load(path string, e Expect, opts runtime.Options) (*Teacher, error) {
+	sess, err := runtime.NewSessionFromFile(path, nil, nil, opts)
+	if err != nil {
+		return nil, fmt.Errorf("teacher: %w", err)
+	}
+	t := &Teacher{Path: path, sess: sess, expect: e}
+	if err := t.check(); err != nil {
+		sess.Destroy()
+		return nil, err
+	}
+	// Keep only the logits output.
+	if len(sess.Outputs) > 1 {
+		name := sess.Outputs[0].Name
+		sess.Destroy()
+		if t.sess, err = runtime.NewSessionFromFile(path, nil, []string{name}, opts); err != nil {
+			return nil, fmt.Errorf("teacher: %w", err)
+		}
+	}
+	return t, nil
+}
+
+func (t *Teacher) check() error {
+	s, e := t.sess, t.expect
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("teacher %s: %s", t.Path, fmt.Sprintf(format, a...))
+	}
+	if len(s.Inputs) != 1 {
+		names := make([]string, len(s.Inputs))
+		for i, in := range s.Inputs {
+			names[i] = in.Name
+		}
+		return fail("wants one image input, has %d (%s)", len(s.Inputs), strings.Join(names, ", "))
+	}
+	in := s.Inputs[0]
+	if in.DType != runtime.Float32 {
+		return fail("input %s is %v, want float32", in.Name, in.DType)
+	}
+	if len(in.Shape) != 4 {
+		return fail("input %s has rank %d (shape %v), want (N,3,H,W)", in.Name, len(in.Shape), in.Shape)
+	}
+	if in.Shape[1] != 3 {
+		return fail("input %s has %d channels, want 3", in.Name, in.Shape[1])
+	}
+	if in.Shape[0] >= 0 && in.Shape[0] != int64(e.Batch) {
+		return fail("input %s takes batches of %d, the student's are %d", in.Name, in.Shape[0], e.Batch)
+	}
+	for i, d := range in.Shape[2:] {
+		if d >= 0 && d != int64(e.ImageSize) {
+			return fail("input %s is %v, the student's images are %dx%d (dimension %d differs)", in.Name, in.Shape, e.ImageSize, e.ImageSize, i+2)
+		}
+	}
+	if len(s.Outputs) < 1 {
+		return fail("has no output")
+	}
+	out := s.Outputs[0]
+	if out.DType != runtime.Float32 || len(out.Shape) != 2 {
+		return fail("output %s is %v%v, want float32 logits (N,K)", out.Name, out.DType, out.Shape)
+	}
+	if out.Shape[1] >= 0 && out.Shape[1] != int64(e.Classes) {
+		return fail("output %s has %d classes, the student %d", out.Name, out.Shape[1], e.Classes)
+	}
+	return nil
+}
+
+// Logits runs the teacher on n images (n x 3 x H x W) and writes n x K
+// logits into dst. The input and output tensors wrap the caller's slices
+// (no copies) and are reused while the slices stay the same.
+func (t *Teacher) Logits(images []float32, n int, dst []float32) error {
+	e := t.expect
+	per := 3 * e.ImageSize * e.ImageSize
+	if len(images) < n*per || len(dst) < n*e.Classes {
+		return fmt.Errorf("teacher: buffers too small for %d images", n)
+	}
+	var err error
+	if t.in == nil || &t.inData[0] != &images[0] || len(t.inData) != n*per {
+		t.in.Destroy()
+		t.inData = images[:n*per]
+		if t.in, err = runtime.NewFloat32([]int64{int64(n), 3, int64(e.ImageSize), int64(e.ImageSize)}, t.inData); err != nil {
+			return fmt.Errorf("teacher: %w", err)
+		}
+	}
+	if t.out == nil || &t.outBuf[0] != &dst[0] || len(t.outBuf) != n*e.Classes {
+		t.out.Destroy()
+		t.outBuf = dst[:n*e.Classes]
+		if t.out, err = runtime.NewFloat32([]int64{int64(n), int64(e.Classes)}, t.outBuf); err != nil {
+			return fmt.Errorf("teacher: %w", err)
+		}
+	}
+	if _, err := t.sess.Run([]*runtime.Tensor{t.in}, []*runtime.Tensor{t.out}); err != nil {
+		return fmt.Errorf("teacher %s: %w", t.Path, err)
+	}
+	return nil
+}
+
+// Close releases the session and tensors.
+func (t *Teacher) Close() {
+	if t == nil {
+		return
+	}
+	t.in.Destroy()
+	t.out.Destroy()
+	t.sess.Destroy()
+}

@@ -1,0 +1,181 @@
+package training
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/ortrain/ortrain/graphgen"
+	"github.com/ortrain/ortrain/models"
+)
+
+// Config is everything a run is made of. It is printed at the start, saved
+// as config.json in the run folder and inside every checkpoint.
+type Config struct {
+	Data      string `json:"data"` // folder with train/ and val/
+	Out       string `json:"out"`  // run folder
+	Model     string `json:"model"`
+	ImageSize int    `json:"image_size"`
+	Epochs    int    `json:"epochs"`
+	BatchSize int    `json:"batch_size"`
+	// LR is the peak learning rate; 0 means LRBase * BatchSize / 256 (the
+	// linear scaling rule).
+	LR             float64   `json:"lr"`
+	LRBase         float64   `json:"lr_base"`
+	LRMode         string    `json:"lr_mode"` // step or cosine
+	WarmupEpochs   float64   `json:"warmup_epochs"`
+	LRSteps        []float64 `json:"lr_steps"` // step mode: fractions of the run (the paper's 30/60/90 of 120: 0.25, 0.5, 0.75)
+	LRFactor       float64   `json:"lr_factor"`
+	Momentum       float64   `json:"momentum"`
+	WeightDecay    float64   `json:"weight_decay"`
+	NoBiasDecay    bool      `json:"no_bias_decay"`
+	ZeroGamma      bool      `json:"zero_gamma"`
+	LabelSmoothing float64   `json:"label_smoothing"`
+	SmoothingRule  string    `json:"smoothing_rule"` // paper or uniform
+	MixupAlpha     float64   `json:"mixup_alpha"`
+	FP16           bool      `json:"fp16"`
+	Teacher        string    `json:"teacher,omitempty"`
+	KDTemperature  float64   `json:"kd_temperature"`
+	KDHardWeight   float64   `json:"kd_hard_weight"`
+	Device         string    `json:"device"`
+	Threads        int       `json:"threads"`
+	Workers        int       `json:"workers"`
+	Seed           uint64    `json:"seed"`
+	Opset          int64     `json:"opset"`
+	KeepLast       int       `json:"keep_last"` // epoch checkpoints kept besides last and best
+	Recipe         string    `json:"recipe"`
+}
+
+// DefaultConfig is a plain run: the paper's baseline optimizer settings.
+func DefaultConfig() Config {
+	return Config{Model: "resnet50d", ImageSize: 224, Epochs: 120, BatchSize: 32, LRBase: 0.1, LRMode: "step",
+		LRSteps: []float64{0.25, 0.5, 0.75}, LRFactor: 0.1, Momentum: 0.9, WeightDecay: 1e-4,
+		SmoothingRule: "paper", KDTemperature: 20, KDHardWeight: 0.5, Device: "cpu", Opset: 17, KeepLast: 3,
+		Out: "runs/train"}
+}
+
+// Recipes name the paper's settings. baseline: step decay at 30/60/90 of
+// 120 epochs, no warmup. efficient (section 3): linear scaling, 5 warmup
+// epochs, zero-gamma, no-bias-decay, FP16. tricks (section 5, on top of
+// efficient): cosine decay, label smoothing 0.1, mixup 0.2, and
+// distillation at T=20 when a teacher is given.
+var Recipes = []string{"baseline", "efficient", "tricks"}
+
+// ApplyRecipe sets a recipe's fields; the CLI then applies the flags a user
+// gave explicitly on top.
+func (c *Config) ApplyRecipe(name string) error {
+	base := DefaultConfig()
+	keep := *c
+	*c = base
+	c.Data, c.Out, c.Model, c.ImageSize, c.Epochs, c.BatchSize = keep.Data, keep.Out, keep.Model, keep.ImageSize, keep.Epochs, keep.BatchSize
+	c.Device, c.Threads, c.Workers, c.Seed, c.Teacher, c.Opset, c.KeepLast = keep.Device, keep.Threads, keep.Workers, keep.Seed, keep.Teacher, keep.Opset, keep.KeepLast
+	c.Recipe = name
+	switch name {
+	case "baseline":
+	case "efficient", "tricks":
+		c.WarmupEpochs, c.ZeroGamma, c.NoBiasDecay, c.FP16 = 5, true, true, true
+		if name == "tricks" {
+			c.LRMode, c.LabelSmoothing, c.MixupAlpha = "cosine", 0.1, 0.2
+		}
+	default:
+		return fmt.Errorf("unknown recipe %q (%s)", name, strings.Join(Recipes, ", "))
+	}
+	return nil
+}
+
+// PeakLR is the learning rate the schedule peaks at.
+func (c *Config) PeakLR() float64 {
+	if c.LR > 0 {
+		return c.LR
+	}
+	return ScaleLR(c.LRBase, c.BatchSize)
+}
+
+// Validate checks ranges and combinations, with messages that name the flag.
+func (c *Config) Validate() error {
+	if _, _, err := models.ParseName(c.Model); err != nil {
+		return err
+	}
+	bad := func(cond bool, format string, a ...any) error {
+		if cond {
+			return fmt.Errorf(format, a...)
+		}
+		return nil
+	}
+	for _, err := range []error{
+		bad(c.Data == "", "--data is required"),
+		bad(c.Out == "", "--out is required"),
+		bad(c.ImageSize < 32 || c.ImageSize > models.MaxImageSize, "--image-size must be between 32 and %d, got %d", models.MaxImageSize, c.ImageSize),
+		bad(c.Epochs < 1, "--epochs must be at least 1, got %d", c.Epochs),
+		bad(c.BatchSize < 2 || c.BatchSize > 1<<16, "--batch-size must be between 2 and 65536, got %d", c.BatchSize),
+		bad(c.LR < 0 || c.LRBase <= 0 && c.LR == 0, "--lr must be positive"),
+		bad(c.LRMode != "step" && c.LRMode != "cosine", "--lr-mode must be step or cosine, got %q", c.LRMode),
+		bad(c.WarmupEpochs < 0 || c.WarmupEpochs > float64(c.Epochs), "--warmup-epochs must be between 0 and --epochs"),
+		bad(c.LRFactor <= 0 || c.LRFactor > 1, "--lr-factor must be in (0, 1]"),
+		bad(c.Momentum < 0 || c.Momentum >= 1, "--momentum must be in [0, 1)"),
+		bad(c.WeightDecay < 0, "--wd must not be negative"),
+		bad(c.LabelSmoothing < 0 || c.LabelSmoothing >= 1, "--label-smoothing must be in [0, 1)"),
+		bad(c.MixupAlpha < 0, "--mixup-alpha must not be negative"),
+		bad(c.Teacher != "" && (c.KDTemperature <= 0 || math.IsInf(c.KDTemperature, 0)), "--kd-temperature must be positive"),
+		bad(c.KDHardWeight < 0 || c.KDHardWeight > 1, "--kd-hard-weight must be in [0, 1]"),
+		bad(c.Threads < 0 || c.Workers < 0, "--threads and --workers must not be negative"),
+		bad(c.KeepLast < 0, "--keep must not be negative"),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	if _, err := ParseSmoothing(c.SmoothingRule); err != nil {
+		return err
+	}
+	for _, s := range c.LRSteps {
+		if s <= 0 || s >= 1 {
+			return fmt.Errorf("--lr-steps are fractions of the run in (0, 1), got %g", s)
+		}
+	}
+	return nil
+}
+
+// Print writes the resolved configuration, one setting a line.
+func (c *Config) Print(w interface{ Write([]byte) (int, error) }) {
+	b, _ := json.Marshal(c)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %-16s %v\n", k, m[k])
+	}
+	fmt.Fprintf(w, "  %-16s %g\n", "(peak lr)", c.PeakLR())
+}
+
+// SaveConfig writes config.json into the run folder.
+func SaveConfig(c *Config) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return graphgen.WriteFileAtomic(filepath.Join(c.Out, "config.json"), append(b, '\n'))
+}
+
+// LoadConfig reads a run folder's config.json.
+func LoadConfig(dir string) (*Config, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("resume %s: %w", dir, err)
+	}
+	c := &Config{}
+	if err := json.Unmarshal(b, c); err != nil {
+		return nil, fmt.Errorf("resume %s: config.json: %w", dir, err)
+	}
+	return c, nil
+}
+
+func jsonRaw(v any) ([]byte, error) { return json.Marshal(v) }

@@ -1,0 +1,135 @@
+package training
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/ortrain/ortrain/graphgen"
+)
+
+// EpochRecord is one line of metrics.jsonl and metrics.csv.
+type EpochRecord struct {
+	Epoch      int     `json:"epoch"`
+	Step       int     `json:"step"`
+	LR         float64 `json:"lr"`
+	TrainLoss  float64 `json:"train_loss"`
+	TrainHard  float64 `json:"train_loss_hard,omitempty"`
+	TrainSoft  float64 `json:"train_loss_soft,omitempty"`
+	TrainTop1  float64 `json:"train_top1"` // on the augmented batches (not meaningful with mixup)
+	ValTop1    float64 `json:"val_top1"`
+	ValTop5    float64 `json:"val_top5"`
+	ValLoss    float64 `json:"val_loss"`
+	ImagesPerS float64 `json:"train_img_per_s"`
+	TeacherMS  float64 `json:"teacher_ms_per_batch,omitempty"`
+	Skipped    int     `json:"skipped_steps"`
+	Unreadable int     `json:"unreadable_images"`
+	LossScale  float64 `json:"loss_scale,omitempty"`
+	Seconds    float64 `json:"epoch_seconds"`
+}
+
+// ReadMetrics reads metrics.jsonl of a run folder (empty when absent).
+func ReadMetrics(dir string) ([]EpochRecord, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []EpochRecord
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		var r EpochRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return nil, fmt.Errorf("metrics.jsonl: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// WriteMetrics rewrites metrics.jsonl, metrics.csv and the plots (loss.png,
+// accuracy.png, lr.png) from the history.
+func WriteMetrics(dir string, hist []EpochRecord) error {
+	var jl, csv bytes.Buffer
+	csv.WriteString("epoch,step,lr,train_loss,train_loss_hard,train_loss_soft,train_top1,val_top1,val_top5,val_loss,train_img_per_s,teacher_ms_per_batch,skipped_steps,unreadable_images,loss_scale,epoch_seconds\n")
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
+	for _, r := range hist {
+		b, _ := json.Marshal(r)
+		jl.Write(b)
+		jl.WriteByte('\n')
+		fmt.Fprintf(&csv, "%d,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%d,%s,%s\n", r.Epoch, r.Step, f(r.LR), f(r.TrainLoss), f(r.TrainHard), f(r.TrainSoft),
+			f(r.TrainTop1), f(r.ValTop1), f(r.ValTop5), f(r.ValLoss), f(r.ImagesPerS), f(r.TeacherMS), r.Skipped, r.Unreadable, f(r.LossScale), f(r.Seconds))
+	}
+	if err := graphgen.WriteFileAtomic(filepath.Join(dir, "metrics.jsonl"), jl.Bytes()); err != nil {
+		return err
+	}
+	if err := graphgen.WriteFileAtomic(filepath.Join(dir, "metrics.csv"), csv.Bytes()); err != nil {
+		return err
+	}
+	series := func(get func(EpochRecord) float64) plotter.XYs {
+		xy := make(plotter.XYs, len(hist))
+		for i, r := range hist {
+			xy[i].X, xy[i].Y = float64(r.Epoch), get(r)
+		}
+		return xy
+	}
+	plots := []struct {
+		file, title, y string
+		lines          map[string]func(EpochRecord) float64
+	}{
+		{"loss.png", "Loss", "loss", map[string]func(EpochRecord) float64{
+			"train": func(r EpochRecord) float64 { return r.TrainLoss }, "val": func(r EpochRecord) float64 { return r.ValLoss }}},
+		{"accuracy.png", "Validation accuracy", "accuracy (%)", map[string]func(EpochRecord) float64{
+			"top-1": func(r EpochRecord) float64 { return 100 * r.ValTop1 }, "top-5": func(r EpochRecord) float64 { return 100 * r.ValTop5 }}},
+		{"lr.png", "Learning rate (end of epoch)", "lr", map[string]func(EpochRecord) float64{
+			"lr": func(r EpochRecord) float64 { return r.LR }}},
+	}
+	for _, pl := range plots {
+		p := plot.New()
+		p.Title.Text, p.X.Label.Text, p.Y.Label.Text = pl.title, "epoch", pl.y
+		p.Add(plotter.NewGrid())
+		names := make([]string, 0, len(pl.lines))
+		for n := range pl.lines {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for i, n := range names {
+			l, pts, err := plotter.NewLinePoints(series(pl.lines[n]))
+			if err != nil {
+				return fmt.Errorf("plot %s: %w", pl.file, err)
+			}
+			l.Color = plotter.DefaultLineStyle.Color
+			if i == 1 {
+				l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+			}
+			p.Add(l, pts)
+			p.Legend.Add(n, l)
+		}
+		w, err := p.WriterTo(6*vg.Inch, 4*vg.Inch, "png")
+		if err != nil {
+			return fmt.Errorf("plot %s: %w", pl.file, err)
+		}
+		var b bytes.Buffer
+		if _, err := w.WriteTo(&b); err != nil {
+			return fmt.Errorf("plot %s: %w", pl.file, err)
+		}
+		if err := graphgen.WriteFileAtomic(filepath.Join(dir, pl.file), b.Bytes()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

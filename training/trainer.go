@@ -1,0 +1,495 @@
+package training
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/ortrain/ortrain/graphgen"
+	"github.com/ortrain/ortrain/models"
+	"github.com/ortrain/ortrain/runtime"
+	"github.com/ortrain/ortrain/training/data"
+)
+
+// Teacher gives the logits of a frozen teacher for a batch of images
+// (n x 3 x H x W, normalized as the student's) into dst (n x K). The
+// distill package implements it; training knows only this interface.
+type Teacher interface {
+	Logits(images []float32, n int, dst []float32) error
+}
+
+// ErrInterrupted is returned by Run after a clean stop on request: the
+// current step finished and a checkpoint was written.
+var ErrInterrupted = errors.New("training interrupted; checkpoint written")
+
+// Trainer runs one training job.
+type Trainer struct {
+	Config  Config
+	Log     io.Writer // configuration, epoch summaries
+	Prog    Progress
+	Teacher Teacher
+	// StopAfter stops the run (as an interruption) after this many steps
+	// in this process; 0 never. Tests use it to simulate a kill.
+	StopAfter int
+
+	train, val *data.Dataset
+	step       *Step
+	st         *Stepper
+	eval       *runtime.Session
+	evalNames  []string
+	sched      Schedule
+	scaler     *LossScaler
+	hist       []EpochRecord
+	meta       CheckpointMeta
+	classes    int
+}
+
+// checkpoint file names in <out>/checkpoints/.
+const (
+	lastCheckpoint = "last.ckpt"
+	bestCheckpoint = "best.ckpt"
+)
+
+// CheckpointDir is where a run keeps its checkpoints.
+func CheckpointDir(out string) string { return filepath.Join(out, "checkpoints") }
+
+// Setup opens the data, builds the graphs and sessions, and loads the
+// checkpoint when resuming. rt are the ONNX Runtime options of the student.
+func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
+	c := &t.Config
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	train, val, err := data.OpenSplits(c.Data)
+	if err != nil {
+		return err
+	}
+	t.train, t.val, t.classes = train, val, len(train.Classes)
+	if len(train.Samples) < c.BatchSize {
+		return fmt.Errorf("dataset %s: %d training images, fewer than one batch of %d", c.Data, len(train.Samples), c.BatchSize)
+	}
+	if err := os.MkdirAll(CheckpointDir(c.Out), 0o755); err != nil {
+		return fmt.Errorf("run folder %s: %w", c.Out, err)
+	}
+	mo := models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Batch: c.BatchSize,
+		Seed: c.Seed, ZeroGamma: c.ZeroGamma, Opset: c.Opset}
+	t.step, err = BuildStep(StepOptions{Model: mo, Distill: c.Teacher != "", NoBiasDecay: c.NoBiasDecay, FP16: c.FP16})
+	if err != nil {
+		return err
+	}
+	state := t.step.InitialState()
+	t.meta = CheckpointMeta{Model: t.step.Model.Name, Classes: train.Classes, ImageSize: c.ImageSize, BestTop1: -1}
+	if c.FP16 {
+		t.scaler = NewLossScaler()
+	}
+	if resume {
+		ck, err := ReadCheckpoint(filepath.Join(CheckpointDir(c.Out), lastCheckpoint))
+		if err != nil {
+			return err
+		}
+		if err := t.compatible(ck); err != nil {
+			return err
+		}
+		state, t.meta = ck.Tensors, ck.Meta
+		if c.FP16 && ck.Meta.Scaler != nil {
+			s := *ck.Meta.Scaler
+			t.scaler = &s
+		}
+		hist, err := ReadMetrics(c.Out)
+		if err != nil {
+			return err
+		}
+		for _, r := range hist {
+			if r.Epoch <= t.meta.Epoch {
+				t.hist = append(t.hist, r)
+			}
+		}
+	}
+	if t.st, err = NewStepper(t.step, state, rt); err != nil {
+		return err
+	}
+	steps := t.stepsPerEpoch()
+	t.sched = Schedule{Base: c.PeakLR(), Mode: c.LRMode, Warmup: int(math.Round(c.WarmupEpochs * float64(steps))),
+		Total: steps * c.Epochs, Factor: c.LRFactor}
+	for _, f := range c.LRSteps {
+		t.sched.Milestones = append(t.sched.Milestones, int(math.Round(f*float64(c.Epochs)))*steps)
+	}
+	if err := t.sched.Validate(); err != nil {
+		return err
+	}
+	return t.setupEval(rt)
+}
+
+// compatible checks that a checkpoint belongs to this model and data.
+func (t *Trainer) compatible(ck *Checkpoint) error {
+	if ck.Meta.Model != t.step.Model.Name {
+		return fmt.Errorf("checkpoint is of %s, the run trains %s", ck.Meta.Model, t.step.Model.Name)
+	}
+	if len(ck.Meta.Classes) != t.classes {
+		return fmt.Errorf("checkpoint has %d classes, the data %d", len(ck.Meta.Classes), t.classes)
+	}
+	for i, c := range ck.Meta.Classes {
+		if c != t.train.Classes[i] {
+			return fmt.Errorf("checkpoint class %d is %q, the data's is %q", i, c, t.train.Classes[i])
+		}
+	}
+	shapes := t.step.StateShapes()
+	for n, s := range shapes {
+		got, ok := ck.Meta.Shapes[n]
+		if !ok || fmt.Sprint(got) != fmt.Sprint(s) {
+			return fmt.Errorf("checkpoint tensor %s has shape %v, the model wants %v", n, got, s)
+		}
+	}
+	return nil
+}
+
+// ClassNames are the dataset's classes (after Setup).
+func (t *Trainer) ClassNames() []string { return t.train.Classes }
+
+func (t *Trainer) stepsPerEpoch() int { return len(t.train.Samples) / t.Config.BatchSize }
+
+// setupEval builds the evaluation graph: the same network with BatchNorm in
+// inference mode, reading the parameters and statistics straight from the
+// stepper's state tensors.
+func (t *Trainer) setupEval(rt runtime.Options) error {
+	c := &t.Config
+	var names []string
+	mo := models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Opset: c.Opset,
+		Param: func(g *graphgen.Graph, name string, kind models.ParamKind, tt *graphgen.Tensor) *graphgen.Value {
+			names = append(names, name)
+			return g.Input(name, graphgen.Float, tt.Shape())
+		}}
+	m, err := models.Build(mo)
+	if err != nil {
+		return err
+	}
+	b, err := m.Graph.Marshal(graphgen.ModelInfo{})
+	if err != nil {
+		return err
+	}
+	t.evalNames = names
+	t.eval, err = runtime.NewSession(b, append([]string{models.InputName}, names...), []string{models.OutputName}, rt)
+	return err
+}
+
+// Close releases the sessions.
+func (t *Trainer) Close() {
+	t.st.Close()
+	t.eval.Destroy()
+}
+
+// Run trains from where the state is to the last epoch, evaluating and
+// checkpointing after each epoch, and exports the final model.
+func (t *Trainer) Run(ctx context.Context) error {
+	c := &t.Config
+	steps := t.stepsPerEpoch()
+	trainLoader := &data.Loader{Data: t.train, Batch: c.BatchSize, Size: c.ImageSize, Train: true,
+		Aug: data.NewTrainTransform(c.ImageSize), Workers: c.Workers, Seed: c.Seed}
+	smoothing, _ := ParseSmoothing(c.SmoothingRule)
+	k := t.classes
+	per := 3 * c.ImageSize * c.ImageSize
+	done := 0
+	for epoch := t.meta.Epoch; epoch < c.Epochs; epoch++ {
+		start := time.Now()
+		first := t.meta.Batch
+		t.Prog.Begin(fmt.Sprintf("epoch %d/%d", epoch+1, c.Epochs), steps)
+		loaderCtx, cancelLoader := context.WithCancel(context.Background())
+		ch, err := trainLoader.Epoch(loaderCtx, epoch, first)
+		if err != nil {
+			cancelLoader()
+			return err
+		}
+		var lossSum, hardSum, softSum, teacherSec float64
+		var correct, seen, skipped, unreadable, images int
+		interrupted := false
+		for b := range ch {
+			if b.Err != nil {
+				b.Release()
+				cancelLoader()
+				return b.Err
+			}
+			copy(t.st.Images(), b.Images[:c.BatchSize*per])
+			if err := SmoothTargets(t.st.Targets(), b.Labels[:c.BatchSize], k, float32(c.LabelSmoothing), smoothing); err != nil {
+				b.Release()
+				cancelLoader()
+				return err
+			}
+			labels := append([]int{}, b.Labels[:c.BatchSize]...)
+			unreadable += b.Replaced
+			index := b.Index
+			b.Release() // the loader refills this buffer from now on
+			if c.MixupAlpha > 0 {
+				r := rand.New(rand.NewPCG(c.Seed^0x6d697875, uint64(epoch)<<32|uint64(index)))
+				lam := float32(SampleBeta(r, c.MixupAlpha, c.MixupAlpha))
+				if err := Mixup(t.st.Images(), t.st.Targets(), c.BatchSize, k, lam); err != nil {
+					cancelLoader()
+					return err
+				}
+			}
+			if t.Teacher != nil {
+				ts := time.Now()
+				if err := t.Teacher.Logits(t.st.Images(), c.BatchSize, t.st.TeacherLogits()); err != nil {
+					cancelLoader()
+					return fmt.Errorf("teacher: %w", err)
+				}
+				teacherSec += time.Since(ts).Seconds()
+			}
+			lr := t.sched.LR(t.meta.Step)
+			h := Hyper{LR: float32(lr), Momentum: float32(c.Momentum), WeightDecay: float32(c.WeightDecay),
+				KDTemperature: float32(c.KDTemperature), KDHardWeight: float32(c.KDHardWeight)}
+			if t.scaler != nil {
+				h.LossScale = t.scaler.Scale
+			}
+			res, err := t.st.Run(h)
+			if err != nil {
+				cancelLoader()
+				return err
+			}
+			if t.scaler != nil {
+				if err := t.scaler.Update(res.Finite); err != nil {
+					cancelLoader()
+					return err
+				}
+			} else if !res.Finite {
+				cancelLoader()
+				return fmt.Errorf("step %d: the loss or a gradient is not finite (loss %g); lower the learning rate", t.meta.Step, res.Losses[0])
+			}
+			if !res.Finite {
+				skipped++
+			} else {
+				lossSum += float64(res.Losses[0])
+				if len(res.Losses) == 3 {
+					hardSum += float64(res.Losses[1])
+					softSum += float64(res.Losses[2])
+				}
+				correct += topKCorrect(t.st.Logits(), labels, k, 1)
+				seen += c.BatchSize
+			}
+			images += c.BatchSize
+			t.meta.Step++
+			t.meta.Batch = index + 1
+			done++
+			extra := ""
+			if t.scaler != nil {
+				extra = fmt.Sprintf("  scale %g", t.scaler.Scale)
+			}
+			t.Prog.Update(index+1-first, c.BatchSize, lossSum/math.Max(float64(seen/c.BatchSize), 1), lr, extra)
+			if ctx.Err() != nil || (t.StopAfter > 0 && done >= t.StopAfter) {
+				interrupted = true
+				break
+			}
+		}
+		cancelLoader()
+		for range ch { // drain: the loader stops at the cancellation
+		}
+		if interrupted {
+			t.Prog.End()
+			if err := t.saveCheckpoint(lastCheckpoint); err != nil {
+				return err
+			}
+			return ErrInterrupted
+		}
+		top1, top5, vloss, err := t.Evaluate()
+		if err != nil {
+			return err
+		}
+		nb := math.Max(float64(seen/c.BatchSize), 1)
+		rec := EpochRecord{Epoch: epoch + 1, Step: t.meta.Step, LR: t.sched.LR(max(t.meta.Step-1, 0)),
+			TrainLoss: lossSum / nb, TrainTop1: float64(correct) / math.Max(float64(seen), 1),
+			ValTop1: top1, ValTop5: top5, ValLoss: vloss, ImagesPerS: float64(images) / time.Since(start).Seconds(),
+			Skipped: skipped, Unreadable: unreadable, Seconds: time.Since(start).Seconds()}
+		if t.Teacher != nil {
+			rec.TrainHard, rec.TrainSoft = hardSum/nb, softSum/nb
+			rec.TeacherMS = 1000 * teacherSec / float64(max(images/c.BatchSize, 1))
+		}
+		if t.scaler != nil {
+			rec.LossScale = float64(t.scaler.Scale)
+		}
+		t.hist = append(t.hist, rec)
+		t.meta.Epoch, t.meta.Batch, t.meta.LastTop1 = epoch+1, 0, top1
+		fmt.Fprintf(t.Log, "epoch %d/%d: train loss %.4f, val top-1 %.2f%%, top-5 %.2f%%, val loss %.4f, %.1f img/s, %.0fs\n",
+			epoch+1, c.Epochs, rec.TrainLoss, 100*top1, 100*top5, vloss, rec.ImagesPerS, rec.Seconds)
+		if err := t.endOfEpoch(top1); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ErrInterrupted
+		}
+	}
+	return t.exportFinal()
+}
+
+// endOfEpoch writes metrics, plots and checkpoints (last, best, epoch N,
+// pruning old epoch checkpoints beyond KeepLast).
+func (t *Trainer) endOfEpoch(top1 float64) error {
+	c := &t.Config
+	if err := WriteMetrics(c.Out, t.hist); err != nil {
+		return err
+	}
+	best := top1 > t.meta.BestTop1
+	if best {
+		t.meta.BestTop1 = top1
+	}
+	if err := t.saveCheckpoint(lastCheckpoint); err != nil {
+		return err
+	}
+	if best {
+		if err := t.saveCheckpoint(bestCheckpoint); err != nil {
+			return err
+		}
+	}
+	if c.KeepLast > 0 {
+		if err := t.saveCheckpoint(fmt.Sprintf("epoch-%04d.ckpt", t.meta.Epoch)); err != nil {
+			return err
+		}
+		old, _ := filepath.Glob(filepath.Join(CheckpointDir(c.Out), "epoch-*.ckpt"))
+		sort.Strings(old)
+		for len(old) > c.KeepLast {
+			os.Remove(old[0])
+			old = old[1:]
+		}
+	}
+	return nil
+}
+
+func (t *Trainer) saveCheckpoint(name string) error {
+	cfg, err := jsonRaw(t.Config)
+	if err != nil {
+		return err
+	}
+	t.meta.Config = cfg
+	t.meta.Shapes = t.step.StateShapes()
+	if t.scaler != nil {
+		s := *t.scaler
+		t.meta.Scaler = &s
+	}
+	return WriteCheckpoint(filepath.Join(CheckpointDir(t.Config.Out), name), &Checkpoint{Meta: t.meta, Tensors: t.st.Snapshot()})
+}
+
+// exportFinal writes model.onnx: the inference graph with the final weights
+// and the class names.
+func (t *Trainer) exportFinal() error {
+	c := &t.Config
+	m, info, err := Export(t.st.Snapshot(), ExportOptions{
+		Model:      models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Opset: c.Opset},
+		ClassNames: t.train.Classes})
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(c.Out, "model.onnx")
+	if err := m.Graph.WriteFile(p, info); err != nil {
+		return err
+	}
+	fmt.Fprintf(t.Log, "wrote %s\n", p)
+	return nil
+}
+
+// Evaluate runs the validation set through the current weights: top-1,
+// top-5 and the mean cross-entropy.
+func (t *Trainer) Evaluate() (top1, top5, loss float64, err error) {
+	c := &t.Config
+	l := &data.Loader{Data: t.val, Batch: c.BatchSize, Size: c.ImageSize, Workers: c.Workers}
+	inputs := make([]*runtime.Tensor, 1+len(t.evalNames))
+	for i, n := range t.evalNames {
+		inputs[1+i] = t.st.StateTensor(n)
+	}
+	return EvaluateBatches(l, t.eval, inputs, t.classes)
+}
+
+// EvaluateBatches feeds a loader's batches through a classifier session
+// whose first input is the images (the others already set in inputs) and
+// whose first output is the logits.
+func EvaluateBatches(l *data.Loader, sess *runtime.Session, inputs []*runtime.Tensor, k int) (top1, top5, loss float64, err error) {
+	ch, err := l.Epoch(context.Background(), 0, 0)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	per := 3 * l.Size * l.Size
+	var c1, c5, n int
+	var lsum float64
+	for b := range ch {
+		if b.Err != nil || err != nil {
+			if err == nil {
+				err = b.Err
+			}
+			b.Release()
+			continue
+		}
+		if b.N == 0 {
+			b.Release()
+			continue
+		}
+		img, terr := runtime.NewFloat32([]int64{int64(b.N), 3, int64(l.Size), int64(l.Size)}, b.Images[:b.N*per])
+		if terr != nil {
+			err = terr
+			b.Release()
+			continue
+		}
+		inputs[0] = img
+		outs, rerr := sess.Run(inputs, nil)
+		img.Destroy()
+		if rerr != nil {
+			err = rerr
+			b.Release()
+			continue
+		}
+		logits := outs[0].Float32s()
+		labels := b.Labels[:b.N]
+		c1 += topKCorrect(logits, labels, k, 1)
+		c5 += topKCorrect(logits, labels, k, 5)
+		lsum += crossEntropy(logits, labels, k)
+		n += b.N
+		outs[0].Destroy()
+		b.Release()
+	}
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if n == 0 {
+		return 0, 0, 0, fmt.Errorf("evaluation: no readable validation images in %s", l.Data.Root)
+	}
+	return float64(c1) / float64(n), float64(c5) / float64(n), lsum / float64(n), nil
+}
+
+// topKCorrect counts rows whose label is among the k largest logits.
+func topKCorrect(logits []float32, labels []int, classes, k int) int {
+	correct := 0
+	for i, l := range labels {
+		row := logits[i*classes : (i+1)*classes]
+		above := 0
+		for _, v := range row {
+			if v > row[l] {
+				above++
+			}
+		}
+		if above < k {
+			correct++
+		}
+	}
+	return correct
+}
+
+// crossEntropy sums -log softmax(logits)[label] over the rows.
+func crossEntropy(logits []float32, labels []int, classes int) float64 {
+	var s float64
+	for i, l := range labels {
+		row := logits[i*classes : (i+1)*classes]
+		m := math.Inf(-1)
+		for _, v := range row {
+			m = math.Max(m, float64(v))
+		}
+		var z float64
+		for _, v := range row {
+			z += math.Exp(float64(v) - m)
+		}
+		s += m + math.Log(z) - float64(row[l])
+	}
+	return s
+}
