@@ -219,6 +219,10 @@ func (g *Graph) addInitializer(name string, t *Tensor) *Value {
 
 // SetDefault gives a graph input a default value (see Graph.Defaults).
 func (g *Graph) SetDefault(input *Value, t *Tensor) {
+	if input == nil || t == nil {
+		g.fail(fmt.Errorf("default: input or tensor missing"))
+		return
+	}
 	found := false
 	for _, in := range g.Inputs {
 		found = found || in == input
@@ -297,6 +301,10 @@ func (g *Graph) Output(vs ...*Value) {
 // RenameOutput gives a node output a chosen name (graph outputs such as
 // "logits" read better than generated names). The name must be unused.
 func (g *Graph) RenameOutput(v *Value, name string) {
+	if v == nil {
+		g.fail(fmt.Errorf("rename to %q: no value", name))
+		return
+	}
 	if v.Producer == nil {
 		g.fail(fmt.Errorf("rename %q: only node outputs can be renamed", v.Name))
 		return
@@ -314,6 +322,10 @@ func (g *Graph) RenameOutput(v *Value, name string) {
 // returns them. Op is the generic form behind the typed builder methods; it
 // also serves operators those do not cover.
 func (g *Graph) Op(op string, inputs []*Value, attrs Attrs, nOut int) []*Value {
+	if nOut < 1 {
+		g.fail(fmt.Errorf("%s: a node needs at least one output", op))
+		return []*Value{placeholder()}
+	}
 	n := &Node{Name: g.autoName(op), Op: op, Inputs: inputs, Attrs: attrs}
 	outs := make([]*Value, nOut)
 	for i := range outs {

@@ -194,6 +194,23 @@ func TestWriteFileSpecialPaths(t *testing.T) {
 	if err := g.WriteFile(dir, ModelInfo{}); err == nil {
 		t.Error("writing over a directory accepted")
 	}
+	// A dangling link gets its target created; a replaced file keeps its mode.
+	dangling := filepath.Join(dir, "dangling.onnx")
+	os.Symlink("created.onnx", dangling)
+	if err := g.WriteFile(dangling, ModelInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "created.onnx")); err != nil || st.Size() == 0 {
+		t.Errorf("dangling link target not created: %v", err)
+	}
+	private := filepath.Join(dir, "private.onnx")
+	os.WriteFile(private, []byte("x"), 0o600)
+	if err := g.WriteFile(private, ModelInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(private); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode became %v", st.Mode().Perm())
+	}
 }
 
 func TestNilAndMalformedInputsAreErrors(t *testing.T) {
@@ -204,6 +221,19 @@ func TestNilAndMalformedInputsAreErrors(t *testing.T) {
 		"output nil":      func(g *Graph) { g.Output(nil) },
 		"sum of nothing":  func(g *Graph) { g.Sum() },
 		"const nil":       func(g *Graph) { g.Const(nil) },
+		"pad nil":         func(g *Graph) { g.Pad(nil, []int64{0, 0}, 0) },
+		"rename nil":      func(g *Graph) { g.RenameOutput(nil, "x") },
+		"default nil":     func(g *Graph) { g.SetDefault(g.Input("x", Float, S(1)), nil) },
+		"no outputs":      func(g *Graph) { g.Op("Relu", []*Value{g.Input("x", Float, S(1))}, nil, 0) },
+		"repeated axis":   func(g *Graph) { g.Unsqueeze(g.Input("x", Float, S(2)), 0, 0) },
+		"negative shape":  func(g *Graph) { g.ConstantOfShape(Float, 0, 2, -3) },
+		"negative filled": func(g *Graph) { g.Const(FilledTensor(Float, []int64{-2}, 1)) },
+		"batch stats nil": func(g *Graph) { g.BatchNormBatchStats(nil, nil, nil, 1e-5) },
+		"convT group 0": func(g *Graph) {
+			x := g.Input("x", Float, S(1, 2, 4, 4))
+			w := g.Initializer("w", FloatTensor([]int64{2, 2, 3, 3}, make([]float32, 36)))
+			g.Op1("ConvTranspose", []*Value{x, w}, Attrs{"group": int64(0)})
+		},
 		"convT bad opad": func(g *Graph) {
 			x := g.Input("x", Float, S(1, 2, 4, 4))
 			w := g.Initializer("w", FloatTensor([]int64{2, 2, 3, 3}, make([]float32, 36)))

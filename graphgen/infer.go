@@ -62,13 +62,13 @@ func needInputs(n *Node, min, max int) error {
 			got = i + 1
 		}
 	}
+	for i := 0; i < min && i < len(n.Inputs); i++ {
+		if n.Inputs[i] == nil {
+			return fmt.Errorf("input %d is required but missing", i)
+		}
+	}
 	if got < min || len(n.Inputs) > max {
 		return fmt.Errorf("takes %d to %d inputs, got %d", min, max, len(n.Inputs))
-	}
-	for i := 0; i < min; i++ {
-		if n.Inputs[i] == nil {
-			return fmt.Errorf("input %d is required", i)
-		}
 	}
 	return nil
 }
@@ -416,6 +416,9 @@ func inferConvTranspose(g *Graph, n *Node) error {
 		return err
 	}
 	group := n.Int("group", 1)
+	if group < 1 {
+		return fmt.Errorf("group must be positive, got %d", group)
+	}
 	if x.Shape[1].Known() && w.Shape[0].Known() && x.Shape[1].Size != w.Shape[0].Size {
 		return fmt.Errorf("input has %d channels, weight %v wants %d", x.Shape[1].Size, w.Shape, w.Shape[0].Size)
 	}
@@ -625,11 +628,21 @@ func inferReshape(g *Graph, n *Node) error {
 	}
 	if x.Shape == nil {
 		out := make(Shape, len(target))
+		minus := 0
 		for i, t := range target {
+			if t < -1 {
+				return fmt.Errorf("bad shape %v", target)
+			}
+			if t == -1 {
+				minus++
+			}
 			out[i] = Unknown()
 			if t > 0 {
 				out[i] = D(t)
 			}
+		}
+		if minus > 1 {
+			return fmt.Errorf("shape %v has two -1", target)
 		}
 		setOut(n, 0, x.DType, out)
 		return nil
@@ -771,6 +784,9 @@ func inferUnsqueeze(g *Graph, n *Node) error {
 	set, err := axesSet(axes, r)
 	if err != nil {
 		return err
+	}
+	if len(set) != len(axes) {
+		return fmt.Errorf("axes %v repeat an axis", axes)
 	}
 	out := make(Shape, 0, r)
 	j := 0
@@ -931,6 +947,11 @@ func inferConstantOfShape(g *Graph, n *Node) error {
 	target, ok := constInts(g, n.Inputs[0])
 	if !ok {
 		return fmt.Errorf("shape must be an int64 constant")
+	}
+	for _, d := range target {
+		if d < 0 {
+			return fmt.Errorf("negative size in %v", target)
+		}
 	}
 	dt := Float
 	if t, ok := n.Attrs["value"].(*Tensor); ok {

@@ -311,6 +311,9 @@ func (g *Graph) SliceSteps(x *Value, starts, ends, axes, steps []int64) *Value {
 // Pad pads with a constant value: pads holds the begin values for every
 // axis, then the end values.
 func (g *Graph) Pad(x *Value, pads []int64, value float64) *Value {
+	if g.missing("Pad", x) {
+		return placeholder()
+	}
 	return g.Op1("Pad", []*Value{x, g.Ints64(pads...), g.Scalar(x.DType, value)}, nil)
 }
 
@@ -384,6 +387,10 @@ func (g *Graph) ReduceMax(x *Value, axes []int64, keepdims bool) *Value {
 // providers (biased on ONNX Runtime's CPU, unbiased under cuDNN), while these
 // operators mean the same everywhere.
 func (g *Graph) BatchNormBatchStats(x, scale, bias *Value, eps float32) (y, mean, variance *Value) {
+	if g.missing("BatchNormBatchStats", x, scale, bias) {
+		p := placeholder()
+		return p, p, p
+	}
 	r := x.Shape.Rank()
 	if r < 2 || !x.Shape.Static() {
 		g.fail(fmt.Errorf("BatchNormBatchStats: input %s must have a static shape of rank >= 2", x))

@@ -91,11 +91,18 @@ func (g *Graph) Model(info ModelInfo) (*onnxpb.ModelProto, error) {
 	return m, nil
 }
 
+// MaxModelBytes is protobuf's limit on a message, so on an ONNX file that
+// keeps its weights inside.
+const MaxModelBytes = 1<<31 - 1
+
 // Marshal serializes the graph as ONNX model bytes.
 func (g *Graph) Marshal(info ModelInfo) ([]byte, error) {
 	m, err := g.Model(info)
 	if err != nil {
 		return nil, err
+	}
+	if size := proto.Size(m); size > MaxModelBytes {
+		return nil, fmt.Errorf("serialize %s: the model would take %d bytes; protobuf limits an ONNX file to 2 GiB (make the model smaller: fewer classes?)", g.Name, size)
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
@@ -117,18 +124,31 @@ func (g *Graph) WriteFile(path string, info ModelInfo) error {
 
 // WriteFileAtomic writes data to path through a synced temporary file and a
 // rename, so a reader never sees a half-written file and a failure leaves the
-// old one. A symbolic link is followed (its target is replaced, the link
-// kept); a path that exists but is not a regular file (a device such as
-// /dev/null, a named pipe) is written in place, never replaced.
+// old one. A symbolic link is followed (its target is written, the link
+// kept; a dangling link gets its target created); a path that exists but is
+// not a regular file (a device such as /dev/null, a named pipe) is written in
+// place, never replaced. A replaced file keeps its permissions.
 func WriteFileAtomic(path string, data []byte) (err error) {
-	if st, serr := os.Lstat(path); serr == nil {
-		if st.Mode()&os.ModeSymlink != 0 {
-			target, lerr := filepath.EvalSymlinks(path)
-			if lerr != nil {
-				return fmt.Errorf("write %s: %w", path, lerr)
-			}
-			return WriteFileAtomic(target, data)
+	mode := os.FileMode(0o644)
+	for hops := 0; ; hops++ {
+		st, serr := os.Lstat(path)
+		if serr != nil || st.Mode()&os.ModeSymlink == 0 {
+			break
 		}
+		if hops > 40 {
+			return fmt.Errorf("write %s: too many levels of symbolic links", path)
+		}
+		target, lerr := os.Readlink(path)
+		if lerr != nil {
+			return fmt.Errorf("write %s: %w", path, lerr)
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = target
+	}
+	if st, serr := os.Lstat(path); serr == nil {
+		mode = st.Mode().Perm()
 		if !st.Mode().IsRegular() {
 			if st.IsDir() {
 				return fmt.Errorf("write %s: is a directory", path)
@@ -175,7 +195,7 @@ func WriteFileAtomic(path string, data []byte) (err error) {
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err = os.Chmod(tmp, 0o644); err != nil {
+	if err = os.Chmod(tmp, mode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err = os.Rename(tmp, path); err != nil {

@@ -36,6 +36,10 @@ func ScalarTensor(dt DType, v float64) *Tensor {
 func FilledTensor(dt DType, dims []int64, v float64) *Tensor {
 	n := int64(1)
 	for _, d := range dims {
+		if d < 0 || (d > 0 && n > (1<<40)/d) {
+			// An impossible shape: an empty tensor that check() rejects.
+			return &Tensor{DType: dt, Dims: append([]int64{}, dims...)}
+		}
 		n *= d
 	}
 	t := &Tensor{DType: dt, Dims: append([]int64{}, dims...)}

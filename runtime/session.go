@@ -128,6 +128,11 @@ func sessionOptions(o Options, p Provider) (*ort.SessionOptions, error) {
 			so.Destroy()
 		}
 	}()
+	// Errors come back to the caller as values; ONNX Runtime's own log
+	// lines would only repeat them, in colour, on standard error.
+	if err := so.SetLogSeverityLevel(ort.LoggingLevelFatal); err != nil {
+		return nil, err
+	}
 	lvl, err := optLevel(o.OptLevel)
 	if err != nil {
 		return nil, err
@@ -195,7 +200,7 @@ var ErrProviderUnavailable = errors.New("execution provider unavailable")
 
 func providerError(p Provider, err error) error {
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")
-	return fmt.Errorf("%w: %s is not available in this ONNX Runtime build or on this machine (%s); use --device cpu, or --allow-cpu-fallback", ErrProviderUnavailable, p, msg)
+	return fmt.Errorf("%w: %s is not available in this ONNX Runtime build or on this machine (%s)", ErrProviderUnavailable, p, msg)
 }
 
 // NewSession loads model bytes, with the given input and output names in the
@@ -313,6 +318,9 @@ func pick(all []IOInfo, want []string, what string) ([]IOInfo, error) {
 // allocates those (float32, int64 and bool only; pre-allocate float16) and
 // Run returns them in their place.
 func (s *Session) Run(inputs, outputs []*Tensor) ([]*Tensor, error) {
+	if s == nil || s.sess == nil {
+		return nil, errors.New("run: the session is closed")
+	}
 	if len(inputs) != len(s.Inputs) {
 		return nil, fmt.Errorf("run: %d inputs given, the session takes %d", len(inputs), len(s.Inputs))
 	}
@@ -341,21 +349,30 @@ func (s *Session) Run(inputs, outputs []*Tensor) ([]*Tensor, error) {
 		return nil, fmt.Errorf("run: %s", oneLine(err))
 	}
 	res := make([]*Tensor, len(outputs))
+	var werr error
 	for i, t := range outputs {
 		if t != nil {
 			res[i] = t
 			continue
 		}
+		if werr != nil { // after a failure, release what ONNX Runtime allocated
+			out[i].Destroy()
+			continue
+		}
 		w, err := wrap(out[i])
 		if err != nil {
-			for j, r := range res[:i] {
-				if outputs[j] == nil {
-					r.Destroy()
-				}
-			}
-			return nil, fmt.Errorf("run: output %s: %w", s.Outputs[i].Name, err)
+			werr = fmt.Errorf("run: output %s: %w", s.Outputs[i].Name, err)
+			continue
 		}
 		res[i] = w
+	}
+	if werr != nil {
+		for j, r := range res {
+			if outputs[j] == nil && r != nil {
+				r.Destroy()
+			}
+		}
+		return nil, werr
 	}
 	return res, nil
 }

@@ -4,7 +4,7 @@
 # a second run checks and does nothing (a second or two).
 #
 #   scripts/setup.sh            # library + Debian packages
-#   scripts/setup.sh --lib-only # only the ONNX Runtime library (no root needed)
+#   scripts/setup.sh --lib-only # only the ONNX Runtime library (root only to install npm if missing)
 #
 # The library is libonnxruntime.so.1 of ONNX Runtime 1.24.1 for Linux x64, as
 # shipped inside the npm package onnxruntime-node@1.24.1

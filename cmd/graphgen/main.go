@@ -52,8 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 // Bounds on sizes the CLI accepts: wide enough for any real classifier,
 // narrow enough that a typo cannot ask for terabytes.
 const (
-	maxClasses   = 1_000_000
-	maxImageSize = 4096
+	maxClasses   = models.MaxClasses
+	maxImageSize = models.MaxImageSize
 )
 
 func checkSizes(classes, imageSize int, opset int64) error {
@@ -68,9 +68,19 @@ func checkSizes(classes, imageSize int, opset int64) error {
 	return nil
 }
 
-// refuseTerminal stops binary output from going to a terminal.
+// refuseTerminal stops binary output from going to a terminal, whether by
+// standard output or by -o naming one (/dev/tty).
 func refuseTerminal(output string, stdout io.Writer) error {
 	if output != "" && output != "-" {
+		if st, err := os.Stat(output); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			if f, err := os.OpenFile(output, os.O_WRONLY, 0); err == nil {
+				tty := term.IsTerminal(int(f.Fd()))
+				f.Close()
+				if tty {
+					return usageError{fmt.Errorf("refusing to write a binary model to the terminal %s", output)}
+				}
+			}
+		}
 		return nil
 	}
 	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -117,6 +127,9 @@ func generate(args []string, stdout, stderr io.Writer) error {
 		return pflag.ErrHelp
 	}
 	if *list {
+		if fs.NArg() > 0 {
+			return usageError{fmt.Errorf("--list takes no model name, got %q", fs.Arg(0))}
+		}
 		for _, n := range models.Names() {
 			fmt.Fprintf(stdout, "%-11s %s\n", n, models.Describe(n))
 		}

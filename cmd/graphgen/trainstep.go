@@ -55,8 +55,8 @@ Flags:
 	if _, _, err := models.ParseName(fs.Arg(0)); err != nil {
 		return usageError{err}
 	}
-	if *batch < 2 {
-		return usageError{fmt.Errorf("--batch must be at least 2 (batch statistics), got %d", *batch)}
+	if *batch < 2 || *batch > 1<<20 {
+		return usageError{fmt.Errorf("--batch must be between 2 (batch statistics) and %d, got %d", 1<<20, *batch)}
 	}
 	if err := checkSizes(*classes, *imageSize, *opset); err != nil {
 		return err

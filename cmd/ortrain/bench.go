@@ -34,7 +34,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	defer sess.Destroy()
 	if len(sess.Inputs) != 1 || len(sess.Inputs[0].Shape) != 4 || sess.Inputs[0].DType != runtime.Float32 {
-		return fmt.Errorf("%s is not an image classifier: want one float32 input (N,3,H,W), it has %v", *model, sess.Inputs)
+		desc := fmt.Sprint(sess.Inputs)
+		if len(sess.Inputs) > 3 {
+			desc = fmt.Sprintf("%d inputs (%v, %v, ...)", len(sess.Inputs), sess.Inputs[0], sess.Inputs[1])
+		}
+		return fmt.Errorf("%s is not an image classifier: want one float32 input (N,3,H,W), it has %s", *model, desc)
 	}
 	shape := append([]int64{}, sess.Inputs[0].Shape...)
 	if shape[0] < 0 {

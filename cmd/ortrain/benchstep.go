@@ -29,8 +29,15 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, help, args, synopsis, stdout); err != nil {
 		return err
 	}
-	if *batch < 2 || *iters < 1 || *warmup < 0 {
-		return usageError{fmt.Errorf("--batch must be at least 2, --iters positive")}
+	switch {
+	case *batch < 2 || *batch > 1<<16:
+		return usageError{fmt.Errorf("--batch must be between 2 and 65536, got %d", *batch)}
+	case *iters < 1 || *warmup < 0:
+		return usageError{fmt.Errorf("--iters must be positive and --warmup not negative")}
+	case *classes < 1 || *classes > models.MaxClasses:
+		return usageError{fmt.Errorf("--classes must be between 1 and %d, got %d", models.MaxClasses, *classes)}
+	case *size < 32 || *size > models.MaxImageSize:
+		return usageError{fmt.Errorf("--image-size must be between 32 and %d, got %d", models.MaxImageSize, *size)}
 	}
 	opts, err := rt.options()
 	if err != nil {

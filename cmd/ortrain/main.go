@@ -1,7 +1,9 @@
 // Command ortrain is the project's trainer and model tool. Sub-commands:
 //
-//	ortrain info  --model m.onnx              inputs, outputs and metadata
-//	ortrain bench --model m.onnx --batch 16   inference throughput in ONNX Runtime
+//	ortrain train --data DIR --recipe tricks   train, evaluate, checkpoint, export
+//	ortrain info  --model m.onnx               inputs, outputs and metadata
+//	ortrain bench --model m.onnx --batch 16    inference throughput in ONNX Runtime
+//	ortrain bench-step --model resnet50        train-step throughput in ONNX Runtime
 //
 // It is a thin CLI: the work is done by the runtime, models and training
 // packages.
@@ -50,7 +52,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-11s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun ortrain COMMAND --help for its flags.")
 }
@@ -154,13 +156,21 @@ func (f *rtFlags) open(model string, stderr io.Writer) (*runtime.Session, error)
 	}
 	sess, err := runtime.NewSessionFromFile(model, nil, nil, opts)
 	if err != nil {
-		return nil, err
+		return nil, providerAdvice(err)
 	}
 	warnFallback(sess, stderr)
 	return sess, nil
 }
 
 func rtVersion() string { return runtime.Version() }
+
+// providerAdvice adds what to do about an unavailable execution provider.
+func providerAdvice(err error) error {
+	if errors.Is(err, runtime.ErrProviderUnavailable) {
+		return fmt.Errorf("%w; use --device cpu, or --allow-cpu-fallback", err)
+	}
+	return err
+}
 
 // warnFallback tells the user when a session runs on the CPU instead of the
 // provider asked for (only with --allow-cpu-fallback).
