@@ -38,6 +38,10 @@ func commands() map[string]command {
 	return map[string]command{
 		"info":       {"show a model's inputs, outputs and metadata", cmdInfo},
 		"train":      {"train a model on an image folder", cmdTrain},
+		"prepare":    {"write a dataset (fashion-mnist) as an image folder", cmdPrepare},
+		"eval":       {"top-1/top-5 of any ONNX classifier on an image folder", cmdEval},
+		"export":     {"write a checkpoint as an inference model.onnx", cmdExport},
+		"predict":    {"top classes of images", cmdPredict},
 		"bench":      {"measure inference throughput in ONNX Runtime", cmdBench},
 		"bench-step": {"measure train-step throughput in ONNX Runtime", cmdBenchStep},
 	}

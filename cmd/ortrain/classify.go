@@ -1,0 +1,250 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"github.com/ortrain/ortrain/models"
+	"github.com/ortrain/ortrain/runtime"
+	"github.com/ortrain/ortrain/training"
+	"github.com/ortrain/ortrain/training/data"
+)
+
+// classifier describes an image classifier session: input size, classes.
+type classifier struct {
+	sess    *runtime.Session
+	size    int
+	k       int
+	classes []string // from metadata; nil when the model has none
+}
+
+// asClassifier checks that a session is an image classifier (one float32
+// input (N,3,H,W), a float32 (N,K) first output) and reads its size and
+// class names; sizeFlag is used when the model's H and W are dynamic.
+func asClassifier(sess *runtime.Session, path string, sizeFlag int) (*classifier, error) {
+	if len(sess.Inputs) != 1 || sess.Inputs[0].DType != runtime.Float32 || len(sess.Inputs[0].Shape) != 4 || sess.Inputs[0].Shape[1] != 3 {
+		return nil, fmt.Errorf("%s is not an image classifier: want one float32 input (N,3,H,W)", path)
+	}
+	if len(sess.Outputs) < 1 || sess.Outputs[0].DType != runtime.Float32 || len(sess.Outputs[0].Shape) != 2 {
+		return nil, fmt.Errorf("%s is not an image classifier: want float32 logits (N,K) as its first output", path)
+	}
+	c := &classifier{sess: sess, k: int(sess.Outputs[0].Shape[1])}
+	h, w := sess.Inputs[0].Shape[2], sess.Inputs[0].Shape[3]
+	switch {
+	case h > 0 && w > 0 && h != w:
+		return nil, fmt.Errorf("%s takes %dx%d images; only square inputs are supported", path, h, w)
+	case h > 0:
+		c.size = int(h)
+	case sizeFlag > 0:
+		c.size = sizeFlag
+	default:
+		if v, err := strconv.Atoi(sess.Metadata[models.MetaImageSize]); err == nil && v > 0 {
+			c.size = v
+		} else {
+			return nil, fmt.Errorf("%s has a dynamic image size; give --image-size", path)
+		}
+	}
+	if s := sess.Metadata[models.MetaClasses]; s != "" {
+		if err := json.Unmarshal([]byte(s), &c.classes); err != nil || (c.k > 0 && len(c.classes) != c.k) {
+			c.classes = nil
+		}
+	}
+	return c, nil
+}
+
+func (c *classifier) name(i int) string {
+	if i < len(c.classes) {
+		return c.classes[i]
+	}
+	return "class " + strconv.Itoa(i)
+}
+
+func cmdPredict(args []string, stdout, stderr io.Writer) error {
+	const synopsis = "predict --model MODEL.onnx IMAGE..."
+	fs, help := flagSet("predict")
+	model := fs.String("model", "", "ONNX image classifier (ortrain export, graphgen, or another framework's)")
+	size := fs.Int("image-size", 0, "input size when the model's is dynamic")
+	top := fs.Int("top", 5, "classes to print per image")
+	rt := addRuntimeFlags(fs)
+	if err := parse(fs, help, args, synopsis, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError{fmt.Errorf("give one or more image files")}
+	}
+	sess, err := rt.open(*model, stderr)
+	if err != nil {
+		return err
+	}
+	defer sess.Destroy()
+	c, err := asClassifier(sess, *model, *size)
+	if err != nil {
+		return err
+	}
+	per := 3 * c.size * c.size
+	buf := make([]float32, per)
+	failed := 0
+	for _, path := range fs.Args() {
+		img, err := data.DecodeFile(path)
+		if err == nil {
+			err = data.EvalTransform{Size: c.size}.Apply(img, buf)
+		}
+		var logits []float32
+		if err == nil {
+			logits, err = c.run(buf, 1)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "ortrain predict: %v\n", err)
+			failed++
+			continue
+		}
+		probs := softmax(logits)
+		idx := make([]int, len(probs))
+		for i := range idx {
+			idx[i] = i
+		}
+		sort.SliceStable(idx, func(a, b int) bool { return probs[idx[a]] > probs[idx[b]] })
+		fmt.Fprintf(stdout, "%s:", filepath.Base(path))
+		for _, i := range idx[:min(*top, len(idx))] {
+			fmt.Fprintf(stdout, "  %s %.1f%%", c.name(i), 100*probs[i])
+		}
+		fmt.Fprintln(stdout)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d images could not be classified", failed, fs.NArg())
+	}
+	return nil
+}
+
+// run classifies n preprocessed images.
+func (c *classifier) run(images []float32, n int) ([]float32, error) {
+	in, err := runtime.NewFloat32([]int64{int64(n), 3, int64(c.size), int64(c.size)}, images)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Destroy()
+	outs, err := c.sess.Run([]*runtime.Tensor{in}, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, o := range outs {
+			o.Destroy()
+		}
+	}()
+	return append([]float32{}, outs[0].Float32s()...), nil
+}
+
+func softmax(z []float32) []float64 {
+	m := math.Inf(-1)
+	for _, v := range z {
+		m = math.Max(m, float64(v))
+	}
+	out := make([]float64, len(z))
+	var s float64
+	for i, v := range z {
+		out[i] = math.Exp(float64(v) - m)
+		s += out[i]
+	}
+	for i := range out {
+		out[i] /= s
+	}
+	return out
+}
+
+func cmdEval(args []string, stdout, stderr io.Writer) error {
+	const synopsis = "eval --model MODEL.onnx --data DIR [--batch-size 32]"
+	fs, help := flagSet("eval")
+	model := fs.String("model", "", "ONNX image classifier")
+	dir := fs.String("data", "", "image folder: DIR/val/<class>/* if DIR/val exists, else DIR/<class>/*")
+	batch := fs.Int("batch-size", 32, "images per run")
+	size := fs.Int("image-size", 0, "input size when the model's is dynamic")
+	workers := fs.Int("workers", 0, "decoding goroutines (0: one per core)")
+	rt := addRuntimeFlags(fs)
+	if err := parse(fs, help, args, synopsis, stdout); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return usageError{fmt.Errorf("--data is required")}
+	}
+	if *batch < 1 {
+		return usageError{fmt.Errorf("--batch-size must be positive")}
+	}
+	root := *dir
+	if st, err := os.Stat(filepath.Join(root, "val")); err == nil && st.IsDir() {
+		root = filepath.Join(root, "val")
+	}
+	ds, err := data.OpenFolder(root)
+	if err != nil {
+		return err
+	}
+	sess, err := rt.open(*model, stderr)
+	if err != nil {
+		return err
+	}
+	defer sess.Destroy()
+	c, err := asClassifier(sess, *model, *size)
+	if err != nil {
+		return err
+	}
+	if c.k != len(ds.Classes) {
+		return fmt.Errorf("%s has %d classes, %s has %d", *model, c.k, root, len(ds.Classes))
+	}
+	if c.classes != nil {
+		for i, n := range c.classes {
+			if n != ds.Classes[i] {
+				fmt.Fprintf(stderr, "warning: class %d is %q in the model and %q in the data\n", i, n, ds.Classes[i])
+				break
+			}
+		}
+	}
+	l := &data.Loader{Data: ds, Batch: *batch, Size: c.size, Workers: *workers}
+	top1, top5, loss, err := training.EvaluateBatches(l, sess, make([]*runtime.Tensor, 1), c.k)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s on %s (%d images): top-1 %.2f%%, top-5 %.2f%%, loss %.4f\n", filepath.Base(*model), root, len(ds.Samples), 100*top1, 100*top5, loss)
+	return nil
+}
+
+func cmdExport(args []string, stdout, stderr io.Writer) error {
+	const synopsis = "export --checkpoint RUN/checkpoints/best.ckpt -o model.onnx [--fold-bn]"
+	fs, help := flagSet("export")
+	ckpt := fs.String("checkpoint", "", "checkpoint file (a run's checkpoints/best.ckpt or last.ckpt)")
+	out := fs.StringP("output", "o", "", "ONNX file to write")
+	fold := fs.Bool("fold-bn", false, "fold BatchNorm into the convolutions (for serving)")
+	batch := fs.Int("batch", 0, "fixed batch size (0: dynamic)")
+	if err := parse(fs, help, args, synopsis, stdout); err != nil {
+		return err
+	}
+	if *ckpt == "" || *out == "" {
+		return usageError{fmt.Errorf("--checkpoint and -o are required")}
+	}
+	ck, err := training.ReadCheckpoint(*ckpt)
+	if err != nil {
+		return err
+	}
+	var cfg training.Config
+	if err := json.Unmarshal(ck.Meta.Config, &cfg); err != nil {
+		return fmt.Errorf("checkpoint %s: configuration: %w", *ckpt, err)
+	}
+	m, info, err := training.Export(ck.Tensors, training.ExportOptions{
+		Model:      models.Options{Name: ck.Meta.Model, Classes: len(ck.Meta.Classes), ImageSize: ck.Meta.ImageSize, Batch: *batch, Opset: cfg.Opset},
+		FoldBN:     *fold,
+		ClassNames: ck.Meta.Classes,
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.Graph.WriteFile(*out, info); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s, %d classes, epoch %d, val top-1 %.2f%%)\n", *out, ck.Meta.Model, len(ck.Meta.Classes), ck.Meta.Epoch, 100*ck.Meta.LastTop1)
+	return nil
+}
