@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ortrain/ortrain/internal/testutil"
+	"github.com/ortrain/ortrain/training"
+	"github.com/ortrain/ortrain/training/data"
+)
+
+// buildCLI compiles ortrain for tests that need a separate process.
+func buildCLI(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ortrain")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// fashion prepares a small real dataset (Fashion-MNIST from Debian's
+// dataset-fashion-mnist, which scripts/setup.sh installs).
+func fashion(t *testing.T, train, val int) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "fm")
+	if err := data.PrepareFashionMNIST(data.FashionMNISTDir, dir, train, val); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func trainArgs(dataDir, out string) []string {
+	return []string{"train", "--data", dataDir, "--out", out, "--model", "resnet18", "--image-size", "32",
+		"--epochs", "2", "--batch-size", "16", "--recipe", "tricks", "--lr-base", "0.4", "--seed", "3", "--workers", "2", "--threads", "2"}
+}
+
+func sameCheckpoints(t *testing.T, a, b string) {
+	t.Helper()
+	ca, err := training.ReadCheckpoint(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := training.ReadCheckpoint(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca.Meta.Step != cb.Meta.Step || ca.Meta.Epoch != cb.Meta.Epoch {
+		t.Fatalf("checkpoints at step %d/epoch %d and %d/%d", ca.Meta.Step, ca.Meta.Epoch, cb.Meta.Step, cb.Meta.Epoch)
+	}
+	for n, va := range ca.Tensors {
+		vb := cb.Tensors[n]
+		if len(va) != len(vb) {
+			t.Fatalf("%s: sizes differ", n)
+		}
+		for i := range va {
+			if va[i] != vb[i] && !(va[i] != va[i] && vb[i] != vb[i]) {
+				t.Fatalf("%s[%d]: %g after the straight run, %g after the resumed one", n, i, va[i], vb[i])
+			}
+		}
+	}
+}
+
+// Exact resume: a run stopped hard (kill -9) at a random step of its second
+// epoch, then resumed from its last checkpoint, ends with parameters, buffers
+// and statistics bit-identical to a run that was never stopped; so does one
+// stopped by SIGINT mid-epoch, which checkpoints before exiting.
+func TestResumeIsExact(t *testing.T) {
+	testutil.InitORT(t)
+	bin := buildCLI(t)
+	dir := fashion(t, 20, 10)
+	root := t.TempDir()
+	straight := filepath.Join(root, "straight")
+	if out, err := exec.Command(bin, trainArgs(dir, straight)...).CombinedOutput(); err != nil {
+		t.Fatalf("straight run: %v\n%s", err, out)
+	}
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	for _, how := range []string{"kill", "sigint"} {
+		out := filepath.Join(root, how)
+		cmd := exec.Command(bin, trainArgs(dir, out)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Wait for the end-of-epoch-1 checkpoint, then stop at a random moment
+		// of epoch 2.
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			if _, err := os.Stat(filepath.Join(training.CheckpointDir(out), "epoch-0001.ckpt")); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("%s: epoch 1 did not finish\n%s", how, stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(r.IntN(1500)) * time.Millisecond)
+		sig := syscall.SIGKILL
+		if how == "sigint" {
+			sig = syscall.SIGINT
+		}
+		cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		if err == nil {
+			t.Logf("%s: the run finished before the signal; resuming a finished run", how)
+		} else if how == "sigint" {
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitCodeInterrupted {
+				t.Fatalf("sigint: %v\n%s", err, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), "--resume") {
+				t.Errorf("sigint: no resume hint in %q", stderr.String())
+			}
+		}
+		if b, err := exec.Command(bin, "train", "--resume", out, "--workers", "2", "--threads", "2").CombinedOutput(); err != nil {
+			t.Fatalf("%s: resume: %v\n%s", how, err, b)
+		}
+		sameCheckpoints(t, filepath.Join(training.CheckpointDir(straight), "last.ckpt"), filepath.Join(training.CheckpointDir(out), "last.ckpt"))
+		a, _ := os.ReadFile(filepath.Join(straight, "model.onnx"))
+		b, _ := os.ReadFile(filepath.Join(out, "model.onnx"))
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s: exported models differ", how)
+		}
+	}
+}
+
+// End to end on a small real image folder: the loss falls and validation
+// top-1 clearly beats chance (10%), and the run leaves its artifacts.
+func TestTrainEndToEnd(t *testing.T) {
+	testutil.InitORT(t)
+	dir := fashion(t, 40, 20)
+	out := filepath.Join(t.TempDir(), "run")
+	args := []string{"train", "--data", dir, "--out", out, "--model", "resnet18d", "--image-size", "32", "--epochs", "4",
+		"--batch-size", "32", "--recipe", "tricks", "--lr-base", "0.4", "--mixup-alpha", "0", "--seed", "1"}
+	code, stdout, stderr := runCLI(args...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	hist, err := training.ReadMetrics(out)
+	if err != nil || len(hist) != 4 {
+		t.Fatalf("metrics: %v, %d epochs", err, len(hist))
+	}
+	if hist[3].TrainLoss >= hist[0].TrainLoss {
+		t.Errorf("train loss did not fall: %.4f -> %.4f", hist[0].TrainLoss, hist[3].TrainLoss)
+	}
+	if hist[3].ValTop1 < 0.35 {
+		t.Errorf("val top-1 %.1f%% after 4 epochs, want well above chance (10%%)", 100*hist[3].ValTop1)
+	}
+	for _, f := range []string{"config.json", "metrics.csv", "loss.png", "accuracy.png", "lr.png", "model.onnx", "checkpoints/best.ckpt"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("missing %s", f)
+		}
+	}
+	code, stdout, _ = runCLI("eval", "--model", filepath.Join(out, "model.onnx"), "--data", dir)
+	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("top-1 %.2f%%", 100*hist[3].ValTop1)) {
+		t.Errorf("eval of the exported model: %q, want top-1 %.2f%%", stdout, 100*hist[3].ValTop1)
+	}
+	code, stdout, _ = runCLI("predict", "--model", filepath.Join(out, "model.onnx"), filepath.Join(dir, "val", "1-trouser", "2.png"))
+	if code != 0 || !strings.Contains(stdout, "1-trouser") {
+		t.Errorf("predict: %q", stdout)
+	}
+}
