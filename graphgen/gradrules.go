@@ -288,6 +288,9 @@ func gradMaxPool(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error
 	if !x.Shape.Static() {
 		return nil, fmt.Errorf("needs a static shape")
 	}
+	if n.Int("storage_order", 0) != 0 {
+		return nil, fmt.Errorf("storage_order=1 (column-major indices) is not supported")
+	}
 	if len(n.Outputs) == 1 {
 		y := n.Outputs[0]
 		idx := &Value{Name: g.uniqueName(n.Name + ":indices"), DType: Int64, Shape: y.Shape.Clone(), Producer: n}
@@ -346,6 +349,12 @@ func gradAveragePool(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, e
 		}
 	}
 	includePad := n.Int("count_include_pad", 0) == 1
+	if includePad && n.Int("ceil_mode", 0) == 1 {
+		// Runtimes disagree on the divisor of a ceil_mode window that runs
+		// past the padding (ONNX Runtime divides by the kernel area, PyTorch
+		// by the part inside the padded input), so no rule can match both.
+		return nil, fmt.Errorf("AveragePool with ceil_mode=1 and count_include_pad=1 is not differentiated (runtimes disagree on its divisor)")
+	}
 	// divisor: outer product of the per-axis counts, shape (1,1,out...)
 	div := []float64{1}
 	for i := 0; i < k; i++ {

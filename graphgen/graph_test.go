@@ -247,3 +247,30 @@ func TestNilAndMalformedInputsAreErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestGradientsErrorsAndAccumulation(t *testing.T) {
+	g := New("t", DefaultOpset)
+	x := g.Input("x", Float, S(3))
+	y := g.Op1("Erf", []*Value{x}, nil)
+	if _, err := g.Gradients(y, []*Value{x}, g.Const(FloatTensor([]int64{3}, []float32{1, 1, 1}))); err == nil || !strings.Contains(err.Error(), "no gradient rule for operator Erf") {
+		t.Errorf("missing rule: %v", err)
+	}
+	// x used twice: d(x*x + x)/dx = 2x + 1, the contributions summed.
+	g = New("t", DefaultOpset)
+	x = g.Input("x", Float, S(3))
+	y = g.Add(g.Mul(x, x), x)
+	grads, err := g.Gradients(y, []*Value{x}, g.Const(FloatTensor([]int64{3}, []float32{1, 1, 1})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := grads[0].Producer; p == nil || p.Op != "Sum" || len(p.Inputs) != 3 {
+		t.Errorf("gradient of a value used three times should be one Sum of three terms, got %v", p)
+	}
+	// A ceil_mode pool that counts padding has no rule: runtimes disagree.
+	g = New("t", DefaultOpset)
+	x = g.Input("x", Float, S(1, 1, 5, 5))
+	y = g.AveragePool(x, PoolOpts{Kernel: []int64{2, 2}, Strides: []int64{2, 2}, Pads: []int64{0, 0, 1, 1}, CeilMode: true, CountIncludePad: true})
+	if _, err := g.Gradients(y, []*Value{x}, g.Input("dy", Float, y.Shape)); err == nil || !strings.Contains(err.Error(), "count_include_pad") {
+		t.Errorf("ceil_mode with count_include_pad: %v", err)
+	}
+}

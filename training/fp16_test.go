@@ -129,6 +129,34 @@ func TestFP16OverflowSkipsStep(t *testing.T) {
 	}
 }
 
+// An overflow in the middle of the backward pass (plain init, whose
+// gradients reach a few hundred, times loss scale 1024 exceeds float16's
+// 65504) is reported and skipped the same way.
+func TestFP16OverflowInBackward(t *testing.T) {
+	testutil.InitORT(t)
+	mo := models.Options{Name: "resnet50d", Classes: 10, ImageSize: 64, Batch: 4, Seed: 3}
+	st := newStepper(t, StepOptions{Model: mo, NoBiasDecay: true, FP16: true})
+	fillBatch(st, 1, 10)
+	before := st.Snapshot()
+	r, err := st.Run(Hyper{LR: 0.1, Momentum: 0.9, WeightDecay: 1e-4, LossScale: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Finite {
+		t.Fatal("no overflow at loss scale 1024: the test needs another init")
+	}
+	for n, v := range before {
+		for i, x := range st.State(n) {
+			if math.Float32bits(x) != math.Float32bits(v[i]) {
+				t.Fatalf("%s[%d] changed on a skipped step", n, i)
+			}
+		}
+	}
+	if r, _ := st.Run(Hyper{LR: 0.1, Momentum: 0.9, WeightDecay: 1e-4, LossScale: 1}); !r.Finite {
+		t.Error("still not finite at loss scale 1")
+	}
+}
+
 func TestLossScaler(t *testing.T) {
 	s := NewLossScaler()
 	s.Interval = 3

@@ -2,6 +2,7 @@ package training
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/ortrain/ortrain/graphgen"
 	"github.com/ortrain/ortrain/models"
@@ -25,6 +26,12 @@ type StepOptions struct {
 	// BNMomentum is PyTorch's BatchNorm momentum: running = (1-m)*running +
 	// m*batch (default 0.1).
 	BNMomentum float32
+	// Probes adds the forward's discrete decisions as outputs, for
+	// verification: "probe/relu/<i>" (bool, output > 0) for every ReLU and
+	// "probe/maxpool/<i>" (int64 flat indices) for every MaxPool, in
+	// execution order. A reference implementation fed these makes the same
+	// decisions, so it can be compared strictly (see docs/training-graph.md).
+	Probes bool
 }
 
 // Names of the step's non-parameter inputs and outputs.
@@ -75,6 +82,8 @@ type Step struct {
 	Scalars []string
 	// Losses are the loss outputs: total, then hard (and soft with Distill).
 	Losses []string
+	// Probes are the probe outputs (with StepOptions.Probes), in order.
+	Probes []*graphgen.Value
 }
 
 // bnRecord is what the training BatchNorm hook leaves for the running
@@ -254,9 +263,32 @@ func BuildStep(o StepOptions) (*Step, error) {
 		s.Losses = append(s.Losses, OutLossHard, OutLossSoft)
 	}
 	g.RenameOutput(finite, OutAllFinite)
-	head = append(head, m.Logits, finite)
-	g.Output(head...)
+	head = append(head, finite)
+	// The model already made logits a graph output; put it after the losses.
+	g.Outputs = nil
+	g.Output(head[:len(s.Losses)]...)
+	g.Output(m.Logits)
+	g.Output(head[len(s.Losses):]...)
 	g.Output(outs...)
+	if o.Probes {
+		g.SetScope("probe")
+		relus, pools := 0, 0
+		for _, n := range append([]*graphgen.Node{}, g.Nodes...) {
+			switch {
+			case n.Op == "Relu" && !strings.HasPrefix(n.Name, "grad/"):
+				p := g.Greater(n.Outputs[0], g.Scalar(n.Outputs[0].DType, 0))
+				g.RenameOutput(p, fmt.Sprintf("probe/relu/%d", relus))
+				s.Probes = append(s.Probes, p)
+				relus++
+			case n.Op == "MaxPool" && len(n.Outputs) == 2:
+				p := g.Identity(n.Outputs[1])
+				g.RenameOutput(p, fmt.Sprintf("probe/maxpool/%d", pools))
+				s.Probes = append(s.Probes, p)
+				pools++
+			}
+		}
+		g.Output(s.Probes...)
+	}
 	if err := g.Validate(); err != nil {
 		return nil, fmt.Errorf("train step: %w", err)
 	}

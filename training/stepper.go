@@ -3,6 +3,8 @@ package training
 import (
 	"fmt"
 
+	"github.com/ortrain/ortrain/graphgen"
+
 	"github.com/ortrain/ortrain/runtime"
 )
 
@@ -57,6 +59,7 @@ type Stepper struct {
 	cur                      int
 	losses                   []*runtime.Tensor
 	logits, finite           *runtime.Tensor
+	probes                   []*runtime.Tensor
 }
 
 // StateNames lists every state tensor: parameters, then their momentum
@@ -170,6 +173,19 @@ func NewStepper(s *Step, state map[string][]float32, opts runtime.Options) (st *
 	for _, name := range st.stateNames {
 		outNames = append(outNames, NewName(name))
 	}
+	for _, p := range s.Probes {
+		var t *runtime.Tensor
+		if p.DType == graphgen.Bool {
+			t, err = runtime.NewBool(p.Shape.Ints())
+		} else {
+			t, err = runtime.NewInt64(p.Shape.Ints(), nil)
+		}
+		if err != nil {
+			return nil, err
+		}
+		st.probes = append(st.probes, t)
+		outNames = append(outNames, p.Name)
+	}
 	// Without memory-pattern planning ONNX Runtime reuses buffers as they
 	// free up: a ResNet-50 step at batch 16 peaks at 2.4 GB instead of 4.0 GB,
 	// at the same speed (ortrain bench-step --no-mem-pattern, docs/benchmarks.md).
@@ -194,6 +210,9 @@ func (st *Stepper) TeacherLogits() []float32 {
 	return st.teacher.Float32s()
 }
 
+// Probe is the probe output i of the last Run (StepOptions.Probes).
+func (st *Stepper) Probe(i int) *runtime.Tensor { return st.probes[i] }
+
 // Logits are the student logits of the last Run.
 func (st *Stepper) Logits() []float32 { return st.logits.Float32s() }
 
@@ -214,6 +233,7 @@ func (st *Stepper) Run(h Hyper) (StepResult, error) {
 	out := append([]*runtime.Tensor{}, st.losses...)
 	out = append(out, st.logits, st.finite)
 	out = append(out, st.state[1-st.cur]...)
+	out = append(out, st.probes...)
 	if _, err := st.sess.Run(in, out); err != nil {
 		return StepResult{}, fmt.Errorf("train step: %w", err)
 	}
@@ -260,23 +280,24 @@ func (st *Stepper) Snapshot() map[string][]float32 {
 // SetState copies values into the current state; every state tensor must
 // be given, with its exact size.
 func (st *Stepper) SetState(state map[string][]float32) error {
+	// Check everything before copying anything, so a bad state leaves the
+	// current one intact.
 	for i, name := range st.stateNames {
 		src, ok := state[name]
-		dst := st.state[st.cur][i].Float32s()
 		if !ok {
 			return fmt.Errorf("state: %s is missing", name)
 		}
-		if len(src) != len(dst) {
-			return fmt.Errorf("state: %s has %d values, want %d", name, len(src), len(dst))
+		if want := len(st.state[st.cur][i].Float32s()); len(src) != want {
+			return fmt.Errorf("state: %s has %d values, want %d", name, len(src), want)
 		}
-		copy(dst, src)
 	}
-	if len(state) != len(st.stateNames) {
-		for name := range state {
-			if _, ok := st.stateIndex[name]; !ok {
-				return fmt.Errorf("state: unknown tensor %s", name)
-			}
+	for name := range state {
+		if _, ok := st.stateIndex[name]; !ok {
+			return fmt.Errorf("state: unknown tensor %s", name)
 		}
+	}
+	for i, name := range st.stateNames {
+		copy(st.state[st.cur][i].Float32s(), state[name])
 	}
 	return nil
 }
@@ -287,7 +308,7 @@ func (st *Stepper) Close() {
 		return
 	}
 	st.sess.Destroy()
-	for _, t := range append(append([]*runtime.Tensor{st.images, st.targets, st.teacher, st.logits, st.finite}, st.scalars...), st.losses...) {
+	for _, t := range append(append(append([]*runtime.Tensor{st.images, st.targets, st.teacher, st.logits, st.finite}, st.scalars...), st.losses...), st.probes...) {
 		t.Destroy()
 	}
 	for _, set := range st.state {

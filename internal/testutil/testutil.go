@@ -125,19 +125,3 @@ func L2RelErr(got, want []float32) float64 {
 	}
 	return math.Sqrt(d / r)
 }
-
-// FracAbove is the fraction of elements whose difference exceeds
-// tol * max|want|.
-func FracAbove(got, want []float32, tol float64) float64 {
-	var ref float64
-	for _, w := range want {
-		ref = math.Max(ref, math.Abs(float64(w)))
-	}
-	n := 0
-	for i := range got {
-		if math.Abs(float64(got[i])-float64(want[i])) > tol*ref {
-			n++
-		}
-	}
-	return float64(n) / float64(len(got))
-}
