@@ -176,14 +176,11 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	if *batch < 1 {
 		return usageError{fmt.Errorf("--batch-size must be positive")}
 	}
-	root := *dir
-	if st, err := os.Stat(filepath.Join(root, "val")); err == nil && st.IsDir() {
-		root = filepath.Join(root, "val")
-	}
-	ds, err := data.OpenFolder(root)
+	ds, err := openSplitOrFolder(*dir, "val")
 	if err != nil {
 		return err
 	}
+	root := ds.Root
 	sess, err := rt.open(*model, stderr)
 	if err != nil {
 		return err
@@ -248,3 +245,17 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "wrote %s (%s, %d classes, epoch %d, val top-1 %.2f%%)\n", *out, ck.Meta.Model, len(ck.Meta.Classes), ck.Meta.Epoch, 100*ck.Meta.LastTop1)
 	return nil
 }
+
+// openSplitOrFolder opens DIR/<split> when it exists, else DIR itself.
+func openSplitOrFolder(dir, split string) (*data.Dataset, error) {
+	if dir == "" {
+		return nil, usageError{fmt.Errorf("--data is required")}
+	}
+	root := dir
+	if st, err := os.Stat(filepath.Join(dir, split)); err == nil && st.IsDir() {
+		root = filepath.Join(dir, split)
+	}
+	return data.OpenFolder(root)
+}
+
+func openTrainOrFolder(dir string) (*data.Dataset, error) { return openSplitOrFolder(dir, "train") }

@@ -44,6 +44,7 @@ func commands() map[string]command {
 		"predict":    {"top classes of images", cmdPredict},
 		"bench":      {"measure inference throughput in ONNX Runtime", cmdBench},
 		"bench-step": {"measure train-step throughput in ONNX Runtime", cmdBenchStep},
+		"bench-data": {"measure the data pipeline's throughput", cmdBenchData},
 	}
 }
 

@@ -300,3 +300,43 @@ func TestOpenSplits(t *testing.T) {
 		t.Error("missing folder opened")
 	}
 }
+
+func TestYCbCrMatchesStdlib(t *testing.T) {
+	for y := 0; y < 256; y++ {
+		for cb := 0; cb < 256; cb++ {
+			for cr := 0; cr < 256; cr++ {
+				r, g, b := ycbcrToRGB(uint8(y), uint8(cb), uint8(cr))
+				wr, wg, wb := color.YCbCrToRGB(uint8(y), uint8(cb), uint8(cr))
+				if r != wr || g != wg || b != wb {
+					t.Fatalf("YCbCr(%d,%d,%d): %d,%d,%d want %d,%d,%d", y, cb, cr, r, g, b, wr, wg, wb)
+				}
+			}
+		}
+	}
+}
+
+// Go's decoding path (the fallback, and the decoder of -tags noturbo)
+// matches libjpeg-turbo's within a level on average: same fancy chroma
+// upsampling, slightly different IDCT rounding.
+func TestGoDecoderMatchesTurbo(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.jpg")
+	writeImage(t, p, testImage(333, 217, 7))
+	b, _ := os.ReadFile(p)
+	fast, err := decodeJPEGFast(b)
+	if err != nil {
+		t.Skipf("built without libjpeg-turbo: %v", err)
+	}
+	slow, err := decodeGo(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for i := range fast.Pix {
+		sum += math.Abs(float64(fast.Pix[i]) - float64(slow.Pix[i]))
+	}
+	if mean := sum / float64(len(fast.Pix)); mean > 1 {
+		t.Errorf("Go and libjpeg-turbo decodes differ by %.3f levels on average", mean)
+	} else {
+		t.Logf("Go and libjpeg-turbo decodes differ by %.3f levels on average", mean)
+	}
+}

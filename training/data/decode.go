@@ -36,11 +36,23 @@ func DecodeFile(path string) (*RGB, error) {
 	return img, nil
 }
 
-// Decode decodes JPEG or PNG bytes as RGB.
+// Decode decodes JPEG or PNG bytes as RGB. JPEGs go to libjpeg-turbo first
+// (see turbo.go); what it refuses goes to Go's decoders, whose error is
+// reported when neither can read the file.
 func Decode(b []byte) (*RGB, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("empty file")
 	}
+	if len(b) > 3 && b[0] == 0xff && b[1] == 0xd8 {
+		if img, err := decodeJPEGFast(b); err == nil {
+			return img, nil
+		}
+	}
+	return decodeGo(b)
+}
+
+// decodeGo decodes with Go's image/jpeg and image/png.
+func decodeGo(b []byte) (*RGB, error) {
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
@@ -72,10 +84,11 @@ func toRGB(img image.Image) *RGB {
 	case *image.YCbCr:
 		if cb, cr, ok := fancyChroma(m); ok {
 			for y := 0; y < h; y++ {
-				for x := 0; x < w; x++ {
+				yrow := m.Y[y*m.YStride : y*m.YStride+w]
+				for x, yy := range yrow {
 					i := y*w + x
-					cr8, cg8, cb8 := color.YCbCrToRGB(m.Y[m.YOffset(r.Min.X+x, r.Min.Y+y)], cb[i], cr[i])
-					p[3*i], p[3*i+1], p[3*i+2] = cr8, cg8, cb8
+					o := p[3*i : 3*i+3]
+					o[0], o[1], o[2] = ycbcrToRGB(yy, cb[i], cr[i])
 				}
 			}
 			break
@@ -193,4 +206,26 @@ func fancyChroma(m *image.YCbCr) (cb, cr []uint8, ok bool) {
 		return out
 	}
 	return up(m.Cb), up(m.Cr), true
+}
+
+// ycbcrToRGB is JFIF's conversion in the 16.16 fixed point of
+// color.YCbCrToRGB (same results), written out so that it inlines.
+func ycbcrToRGB(y, cb, cr uint8) (uint8, uint8, uint8) {
+	yy1 := int32(y) * 0x10101
+	cb1 := int32(cb) - 128
+	cr1 := int32(cr) - 128
+	r := yy1 + 91881*cr1
+	g := yy1 - 22554*cb1 - 46802*cr1
+	b := yy1 + 116130*cb1
+	return clamp16(r), clamp16(g), clamp16(b)
+}
+
+func clamp16(v int32) uint8 {
+	if uint32(v)&0xff000000 == 0 {
+		return uint8(v >> 16)
+	}
+	if v < 0 {
+		return 0
+	}
+	return 255
 }

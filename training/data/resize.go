@@ -1,6 +1,9 @@
 package data
 
-import "math"
+import (
+	"math"
+	"sync"
+)
 
 // Resampling is antialiased bilinear, as PIL's Image.resize(BILINEAR) (and
 // so torchvision's Resize and RandomResizedCrop on PIL images) does: a
@@ -48,10 +51,24 @@ func filterTaps(lo, hi float64, inLen, outLen, from, to int) []taps {
 	return out
 }
 
+// scratch holds reusable float buffers, so that resampling does not
+// allocate (and clear) two image-sized buffers per sample.
+var scratch = sync.Pool{New: func() any { return new([]float32) }}
+
+func getScratch(n int) *[]float32 {
+	p := scratch.Get().(*[]float32)
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
 // resample maps the source box [x0,x1) x [y0,y1) onto an image of fullW x
 // fullH and returns the window [wx, wx+ww) x [wy, wy+wh) of it as float32
-// RGB (interleaved, 0-255 scale).
-func resample(src *RGB, x0, y0, x1, y1 float64, fullW, fullH, wx, wy, ww, wh int) []float32 {
+// RGB (interleaved, 0-255 scale). The result comes from a pool: hand it
+// back with putScratch when done.
+func resample(src *RGB, x0, y0, x1, y1 float64, fullW, fullH, wx, wy, ww, wh int) *[]float32 {
 	cols := filterTaps(x0, x1, src.W, fullW, wx, wx+ww)
 	rows := filterTaps(y0, y1, src.H, fullH, wy, wy+wh)
 	// Only the source rows the vertical pass reads.
@@ -61,32 +78,42 @@ func resample(src *RGB, x0, y0, x1, y1 float64, fullW, fullH, wx, wy, ww, wh int
 		rmax = max(rmax, r.start+len(r.w))
 	}
 	// Horizontal pass: (rmax-rmin) x ww.
-	tmp := make([]float32, (rmax-rmin)*ww*3)
+	tmpP := getScratch((rmax - rmin) * ww * 3)
+	defer scratch.Put(tmpP)
+	tmp := *tmpP
 	for y := rmin; y < rmax; y++ {
 		srow := src.Pix[y*src.W*3 : (y+1)*src.W*3]
 		drow := tmp[(y-rmin)*ww*3 : (y-rmin+1)*ww*3]
 		for x, c := range cols {
 			var r, g, b float32
-			s := c.start * 3
-			for _, w := range c.w {
-				r += w * float32(srow[s])
-				g += w * float32(srow[s+1])
-				b += w * float32(srow[s+2])
-				s += 3
+			px := srow[c.start*3 : (c.start+len(c.w))*3]
+			for k, w := range c.w {
+				r += w * float32(px[3*k])
+				g += w * float32(px[3*k+1])
+				b += w * float32(px[3*k+2])
 			}
-			drow[3*x], drow[3*x+1], drow[3*x+2] = r, g, b
+			d := drow[3*x : 3*x+3]
+			d[0], d[1], d[2] = r, g, b
 		}
 	}
 	// Vertical pass.
-	out := make([]float32, wh*ww*3)
+	outP := getScratch(wh * ww * 3)
+	out := *outP
 	for y, rt := range rows {
 		drow := out[y*ww*3 : (y+1)*ww*3]
-		for k, w := range rt.w {
+		first := tmp[(rt.start-rmin)*ww*3 : (rt.start-rmin+1)*ww*3]
+		w0 := rt.w[0]
+		for i, v := range first {
+			drow[i] = w0 * v
+		}
+		for k := 1; k < len(rt.w); k++ {
+			w := rt.w[k]
 			srow := tmp[(rt.start+k-rmin)*ww*3 : (rt.start+k-rmin+1)*ww*3]
+			srow = srow[:len(drow)]
 			for i, v := range srow {
 				drow[i] += w * v
 			}
 		}
 	}
-	return out
+	return outP
 }

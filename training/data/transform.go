@@ -119,23 +119,15 @@ func (t TrainTransform) ApplyDraw(img *RGB, d Draw, dst []float32) error {
 		return fmt.Errorf("transform: destination holds %d values, want %d", len(dst), 3*s*s)
 	}
 	px := resample(img, float64(d.X), float64(d.Y), float64(d.X+d.W), float64(d.Y+d.H), s, s, 0, 0, s, s)
-	if d.Flip {
-		for row := 0; row < s; row++ {
-			line := px[row*s*3 : (row+1)*s*3]
-			for i, j := 0, s-1; i < j; i, j = i+1, j-1 {
-				for c := 0; c < 3; c++ {
-					line[3*i+c], line[3*j+c] = line[3*j+c], line[3*i+c]
-				}
-			}
-		}
-	}
+	defer scratch.Put(px)
 	m := mul3(hue3(d.HueAngle), mul3(saturate3(d.Saturation), scale3(d.Brightness)))
-	writeCHW(px, s, s, m, d.Lighting, dst)
+	writeCHW(*px, s, s, m, d.Lighting, d.Flip, dst)
 	return nil
 }
 
-// writeCHW applies out = m*rgb + shift per pixel, normalizes and writes CHW.
-func writeCHW(px []float32, w, h int, m [3][3]float64, shift [3]float64, dst []float32) {
+// writeCHW applies out = m*rgb + shift per pixel, normalizes and writes CHW,
+// mirrored left-right when flip is set.
+func writeCHW(px []float32, w, h int, m [3][3]float64, shift [3]float64, flip bool, dst []float32) {
 	var mf [3][3]float32
 	var bf [3]float32
 	for c := 0; c < 3; c++ {
@@ -145,10 +137,20 @@ func writeCHW(px []float32, w, h int, m [3][3]float64, shift [3]float64, dst []f
 		bf[c] = (float32(shift[c]) - Mean[c]) / Std[c]
 	}
 	plane := w * h
-	for i := 0; i < plane; i++ {
-		r, g, b := px[3*i], px[3*i+1], px[3*i+2]
-		for c := 0; c < 3; c++ {
-			dst[c*plane+i] = mf[c][0]*r + mf[c][1]*g + mf[c][2]*b + bf[c]
+	d0, d1, d2 := dst[:plane], dst[plane:2*plane], dst[2*plane:3*plane]
+	for y := 0; y < h; y++ {
+		row := px[y*w*3 : (y+1)*w*3]
+		for x := 0; x < w; x++ {
+			sx := x
+			if flip {
+				sx = w - 1 - x
+			}
+			p := row[3*sx : 3*sx+3]
+			r, g, b := p[0], p[1], p[2]
+			i := y*w + x
+			d0[i] = mf[0][0]*r + mf[0][1]*g + mf[0][2]*b + bf[0]
+			d1[i] = mf[1][0]*r + mf[1][1]*g + mf[1][2]*b + bf[1]
+			d2[i] = mf[2][0]*r + mf[2][1]*g + mf[2][2]*b + bf[2]
 		}
 	}
 }
@@ -235,6 +237,7 @@ func (t EvalTransform) Apply(img *RGB, dst []float32) error {
 	top := int(math.RoundToEven(float64(h-s) / 2))
 	left := int(math.RoundToEven(float64(w-s) / 2))
 	px := resample(img, 0, 0, float64(img.W), float64(img.H), w, h, left, top, s, s)
-	writeCHW(px, s, s, scale3(1), [3]float64{}, dst)
+	defer scratch.Put(px)
+	writeCHW(*px, s, s, scale3(1), [3]float64{}, false, dst)
 	return nil
 }
