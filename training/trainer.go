@@ -314,8 +314,18 @@ func (t *Trainer) Run(ctx context.Context) error {
 		}
 		t.hist = append(t.hist, rec)
 		t.meta.Epoch, t.meta.Batch, t.meta.LastTop1 = epoch+1, 0, top1
-		fmt.Fprintf(t.Log, "epoch %d/%d: train loss %.4f, val top-1 %.2f%%, top-5 %.2f%%, val loss %.4f, %.1f img/s, %.0fs\n",
-			epoch+1, c.Epochs, rec.TrainLoss, 100*top1, 100*top5, vloss, rec.ImagesPerS, rec.Seconds)
+		notes := ""
+		if rec.Unreadable > 0 {
+			notes += fmt.Sprintf(", %d unreadable images replaced", rec.Unreadable)
+		}
+		if rec.Skipped > 0 {
+			notes += fmt.Sprintf(", %d steps skipped for overflow", rec.Skipped)
+		}
+		if t.Teacher != nil {
+			notes += fmt.Sprintf(", loss hard %.4f soft %.4f, teacher %.0f ms/batch", rec.TrainHard, rec.TrainSoft, rec.TeacherMS)
+		}
+		fmt.Fprintf(t.Log, "epoch %d/%d: train loss %.4f, val top-1 %.2f%%, top-5 %.2f%%, val loss %.4f, %.1f img/s, %.0fs%s\n",
+			epoch+1, c.Epochs, rec.TrainLoss, 100*top1, 100*top5, vloss, rec.ImagesPerS, rec.Seconds, notes)
 		if err := t.endOfEpoch(top1); err != nil {
 			return err
 		}

@@ -170,3 +170,79 @@ func TestTrainEndToEnd(t *testing.T) {
 		t.Errorf("predict: %q", stdout)
 	}
 }
+
+// Bad input to ortrain train: one-line errors, exit != 0, and existing
+// checkpoints untouched.
+func TestTrainBadInput(t *testing.T) {
+	testutil.InitORT(t)
+	dir := fashion(t, 4, 2)
+	base := []string{"train", "--model", "resnet18", "--image-size", "32", "--epochs", "1", "--batch-size", "8"}
+	run := func(extra ...string) (int, string) {
+		code, _, stderr := runCLI(append(append([]string{}, base...), extra...)...)
+		return code, stderr
+	}
+	lastLine := func(s string) string {
+		lines := strings.Split(strings.TrimSpace(s), "\n")
+		return lines[len(lines)-1]
+	}
+	code, stderr := run("--data", filepath.Join(t.TempDir(), "missing"), "--out", t.TempDir())
+	if code == 0 || !strings.Contains(lastLine(stderr), "missing") {
+		t.Errorf("missing folder: exit %d, %q", code, lastLine(stderr))
+	}
+	empty := t.TempDir()
+	os.MkdirAll(filepath.Join(empty, "train"), 0o755)
+	os.MkdirAll(filepath.Join(empty, "val"), 0o755)
+	if code, stderr = run("--data", empty, "--out", t.TempDir()); code == 0 || !strings.Contains(lastLine(stderr), "no class folders") {
+		t.Errorf("empty folder: exit %d, %q", code, lastLine(stderr))
+	}
+	// Mismatched class sets: an extra class in val.
+	mism := t.TempDir()
+	exec.Command("cp", "-r", dir+"/.", mism).Run()
+	os.MkdirAll(filepath.Join(mism, "val", "zz-extra"), 0o755)
+	exec.Command("cp", filepath.Join(dir, "val", "1-trouser", "2.png"), filepath.Join(mism, "val", "zz-extra")).Run()
+	if code, stderr = run("--data", mism, "--out", t.TempDir()); code == 0 || !strings.Contains(lastLine(stderr), "classes") {
+		t.Errorf("mismatched classes: exit %d, %q", code, lastLine(stderr))
+	}
+	// A finished run, then resumes that cannot work: checkpoints untouched.
+	out := filepath.Join(t.TempDir(), "run")
+	if code, stderr = run("--data", dir, "--out", out); code != 0 {
+		t.Fatalf("run: %s", stderr)
+	}
+	ckpt := filepath.Join(training.CheckpointDir(out), "last.ckpt")
+	before, _ := os.ReadFile(ckpt)
+	cfg, _ := os.ReadFile(filepath.Join(out, "config.json"))
+	// The run's config now names another model than its checkpoint.
+	os.WriteFile(filepath.Join(out, "config.json"), bytes.Replace(cfg, []byte(`"resnet18"`), []byte(`"resnet34"`), 1), 0o644)
+	code, _, stderr = runCLI("train", "--resume", out)
+	if code == 0 || !strings.Contains(lastLine(stderr), "checkpoint is of resnet18") {
+		t.Errorf("checkpoint of another model: exit %d, %q", code, lastLine(stderr))
+	}
+	// The data now has other classes than the checkpoint.
+	os.WriteFile(filepath.Join(out, "config.json"), bytes.Replace(cfg, []byte(dir), []byte(mism), 1), 0o644)
+	os.MkdirAll(filepath.Join(mism, "train", "zz-extra"), 0o755)
+	exec.Command("cp", filepath.Join(dir, "val", "1-trouser", "2.png"), filepath.Join(mism, "train", "zz-extra")).Run()
+	code, _, stderr = runCLI("train", "--resume", out)
+	if code == 0 || !strings.Contains(lastLine(stderr), "classes") {
+		t.Errorf("checkpoint of other classes: exit %d, %q", code, lastLine(stderr))
+	}
+	// A model whose class count does not fit the data.
+	code, _, stderr = runCLI("eval", "--model", filepath.Join(out, "model.onnx"), "--data", mism)
+	if code == 0 || !strings.Contains(stderr, "has 10 classes") {
+		t.Errorf("eval with other classes: exit %d, %q", code, stderr)
+	}
+	// A corrupt checkpoint is refused by name.
+	bad := filepath.Join(t.TempDir(), "bad.ckpt")
+	os.WriteFile(bad, append(append([]byte{}, before[:len(before)-10]...), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 0o644)
+	code, _, stderr = runCLI("export", "--checkpoint", bad, "-o", filepath.Join(t.TempDir(), "m.onnx"))
+	if code == 0 || !strings.Contains(stderr, "corrupt") {
+		t.Errorf("corrupt checkpoint: exit %d, %q", code, stderr)
+	}
+	if after, _ := os.ReadFile(ckpt); !bytes.Equal(before, after) {
+		t.Error("a failed resume changed the checkpoint")
+	}
+	// A resumed run keeps its configuration.
+	code, _, stderr = runCLI("train", "--resume", out, "--lr", "0.5")
+	if code != 2 || !strings.Contains(stderr, "--lr") {
+		t.Errorf("resume with a changed flag: exit %d, %q", code, stderr)
+	}
+}

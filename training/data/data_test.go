@@ -88,6 +88,9 @@ func TestEvalTransformMatchesTorchvision(t *testing.T) {
 	add("gray.jpg", gray)
 	add("rgb16.png", g16)
 	add("pal.png", pal)
+	cmyk := filepath.Join(dir, "cmyk.jpg")
+	testutil.RunOracle(t, "make_cmyk.py", filepath.Join(dir, "land.jpg"), cmyk)
+	paths = append(paths, cmyk)
 
 	const size = 224
 	out := t.TempDir()
