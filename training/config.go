@@ -41,13 +41,16 @@ type Config struct {
 	Teacher        string    `json:"teacher,omitempty"`
 	KDTemperature  float64   `json:"kd_temperature"`
 	KDHardWeight   float64   `json:"kd_hard_weight"`
-	Device         string    `json:"device"`
-	Threads        int       `json:"threads"`
-	Workers        int       `json:"workers"`
-	Seed           uint64    `json:"seed"`
-	Opset          int64     `json:"opset"`
-	KeepLast       int       `json:"keep_last"` // epoch checkpoints kept besides last and best
-	Recipe         string    `json:"recipe"`
+	// TeacherOverlap runs the teacher on the next batch during the
+	// student's step (see docs/benchmarks.md for whether that pays).
+	TeacherOverlap bool   `json:"teacher_overlap"`
+	Device         string `json:"device"`
+	Threads        int    `json:"threads"`
+	Workers        int    `json:"workers"`
+	Seed           uint64 `json:"seed"`
+	Opset          int64  `json:"opset"`
+	KeepLast       int    `json:"keep_last"` // epoch checkpoints kept besides last and best
+	Recipe         string `json:"recipe"`
 }
 
 // DefaultConfig is a plain run: the paper's baseline optimizer settings.

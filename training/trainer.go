@@ -192,9 +192,6 @@ func (t *Trainer) Run(ctx context.Context) error {
 	steps := t.stepsPerEpoch()
 	trainLoader := &data.Loader{Data: t.train, Batch: c.BatchSize, Size: c.ImageSize, Train: true,
 		Aug: data.NewTrainTransform(c.ImageSize), Workers: c.Workers, Seed: c.Seed}
-	smoothing, _ := ParseSmoothing(c.SmoothingRule)
-	k := t.classes
-	per := 3 * c.ImageSize * c.ImageSize
 	done := 0
 	for epoch := t.meta.Epoch; epoch < c.Epochs; epoch++ {
 		start := time.Now()
@@ -207,39 +204,26 @@ func (t *Trainer) Run(ctx context.Context) error {
 			return err
 		}
 		var lossSum, hardSum, softSum, teacherSec float64
+		labelsBuf := make([]int, 0, c.BatchSize)
 		var correct, seen, skipped, unreadable, images int
 		interrupted := false
-		for b := range ch {
-			if b.Err != nil {
-				b.Release()
+		batches := t.prepare(loaderCtx, ch, epoch)
+		for p := range batches {
+			if p.err != nil {
 				cancelLoader()
-				return b.Err
+				return p.err
 			}
-			copy(t.st.Images(), b.Images[:c.BatchSize*per])
-			if err := SmoothTargets(t.st.Targets(), b.Labels[:c.BatchSize], k, float32(c.LabelSmoothing), smoothing); err != nil {
-				b.Release()
-				cancelLoader()
-				return err
-			}
-			labels := append([]int{}, b.Labels[:c.BatchSize]...)
-			unreadable += b.Replaced
-			index := b.Index
-			b.Release() // the loader refills this buffer from now on
-			if c.MixupAlpha > 0 {
-				r := rand.New(rand.NewPCG(c.Seed^0x6d697875, uint64(epoch)<<32|uint64(index)))
-				lam := float32(SampleBeta(r, c.MixupAlpha, c.MixupAlpha))
-				if err := Mixup(t.st.Images(), t.st.Targets(), c.BatchSize, k, lam); err != nil {
-					cancelLoader()
-					return err
-				}
-			}
+			copy(t.st.Images(), p.images)
+			copy(t.st.Targets(), p.targets)
 			if t.Teacher != nil {
-				ts := time.Now()
-				if err := t.Teacher.Logits(t.st.Images(), c.BatchSize, t.st.TeacherLogits()); err != nil {
-					cancelLoader()
-					return fmt.Errorf("teacher: %w", err)
-				}
-				teacherSec += time.Since(ts).Seconds()
+				copy(t.st.TeacherLogits(), p.teacher)
+				teacherSec += p.teacherSec
+			}
+			labels := append(labelsBuf[:0], p.labels...)
+			unreadable += p.replaced
+			index := p.index
+			if c.TeacherOverlap {
+				p.recycle() // the next batch and its teacher run during this step
 			}
 			lr := t.sched.LR(t.meta.Step)
 			h := Hyper{LR: float32(lr), Momentum: float32(c.Momentum), WeightDecay: float32(c.WeightDecay),
@@ -248,6 +232,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 				h.LossScale = t.scaler.Scale
 			}
 			res, err := t.st.Run(h)
+			if !c.TeacherOverlap {
+				p.recycle()
+			}
 			if err != nil {
 				cancelLoader()
 				return err
@@ -269,7 +256,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 					hardSum += float64(res.Losses[1])
 					softSum += float64(res.Losses[2])
 				}
-				correct += topKCorrect(t.st.Logits(), labels, k, 1)
+				correct += topKCorrect(t.st.Logits(), labels, t.classes, 1)
 				seen += c.BatchSize
 			}
 			images += c.BatchSize
@@ -287,7 +274,10 @@ func (t *Trainer) Run(ctx context.Context) error {
 			}
 		}
 		cancelLoader()
-		for range ch { // drain: the loader stops at the cancellation
+		for p := range batches { // drain: the pipeline stops at the cancellation
+			p.recycle()
+		}
+		for range ch {
 		}
 		if interrupted {
 			t.Prog.End()
@@ -334,6 +324,83 @@ func (t *Trainer) Run(ctx context.Context) error {
 		}
 	}
 	return t.exportFinal()
+}
+
+// prepared is a batch ready for a step: images, soft targets (smoothed,
+// mixed) and the teacher's logits.
+type prepared struct {
+	images, targets, teacher []float32
+	labels                   []int
+	index, replaced          int
+	teacherSec               float64
+	err                      error
+	recycle                  func()
+}
+
+// prepare turns the loader's batches into prepared ones on a goroutine,
+// through one staging buffer: while the trainer holds it the next batch
+// waits, and once the trainer hands it back (before its step with
+// TeacherOverlap, after it otherwise) the next batch is staged and the
+// teacher scores it. So with TeacherOverlap the teacher's forward for batch
+// b+1 runs alongside the student's step b. Mixup draws from (seed, epoch,
+// batch), so the result does not depend on timing.
+func (t *Trainer) prepare(ctx context.Context, ch <-chan *data.Batch, epoch int) <-chan *prepared {
+	c := &t.Config
+	k := t.classes
+	per := 3 * c.ImageSize * c.ImageSize
+	smoothing, _ := ParseSmoothing(c.SmoothingRule)
+	out := make(chan *prepared)
+	free := make(chan *prepared, 1)
+	p := &prepared{images: make([]float32, c.BatchSize*per), targets: make([]float32, c.BatchSize*k),
+		labels: make([]int, c.BatchSize)}
+	if t.Teacher != nil {
+		p.teacher = make([]float32, c.BatchSize*k)
+	}
+	p.recycle = func() { free <- p }
+	free <- p
+	go func() {
+		defer close(out)
+		for b := range ch {
+			var p *prepared
+			select {
+			case p = <-free:
+			case <-ctx.Done():
+				b.Release()
+				return
+			}
+			p.err = b.Err
+			if p.err == nil {
+				copy(p.images, b.Images[:c.BatchSize*per])
+				copy(p.labels, b.Labels[:c.BatchSize])
+				p.index, p.replaced = b.Index, b.Replaced
+			}
+			b.Release()
+			if p.err == nil {
+				p.err = SmoothTargets(p.targets, p.labels, k, float32(c.LabelSmoothing), smoothing)
+			}
+			if p.err == nil && c.MixupAlpha > 0 {
+				r := rand.New(rand.NewPCG(c.Seed^0x6d697875, uint64(epoch)<<32|uint64(p.index)))
+				lam := float32(SampleBeta(r, c.MixupAlpha, c.MixupAlpha))
+				p.err = Mixup(p.images, p.targets, c.BatchSize, k, lam)
+			}
+			if p.err == nil && t.Teacher != nil {
+				ts := time.Now()
+				if err := t.Teacher.Logits(p.images, c.BatchSize, p.teacher); err != nil {
+					p.err = fmt.Errorf("teacher: %w", err)
+				}
+				p.teacherSec = time.Since(ts).Seconds()
+			}
+			select {
+			case out <- p:
+			case <-ctx.Done():
+				return
+			}
+			if p.err != nil {
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // endOfEpoch writes metrics, plots and checkpoints (last, best, epoch N,

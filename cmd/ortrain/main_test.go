@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,4 +102,28 @@ func TestInfoAndBench(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "img/s") {
 		t.Fatalf("bench: exit %d\n%s%s", code, stdout, stderr)
 	}
+}
+
+// runCLIGraphgen writes a model with the models package, as graphgen would.
+func runCLIGraphgen(name string, args ...string) (int, string, string) {
+	var classes, size int
+	var out string
+	for i := 0; i+1 < len(args); i += 2 {
+		switch args[i] {
+		case "--classes":
+			fmt.Sscan(args[i+1], &classes)
+		case "--image-size":
+			fmt.Sscan(args[i+1], &size)
+		case "-o":
+			out = args[i+1]
+		}
+	}
+	m, err := models.Build(models.Options{Name: name, Classes: classes, ImageSize: size})
+	if err != nil {
+		return 1, "", err.Error()
+	}
+	if err := m.Graph.WriteFile(out, graphgen.ModelInfo{Metadata: m.Metadata()}); err != nil {
+		return 1, "", err.Error()
+	}
+	return 0, "", ""
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ortrain/ortrain/distill"
+	"github.com/ortrain/ortrain/runtime"
 	"github.com/ortrain/ortrain/training"
 )
 
@@ -75,6 +76,9 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Teacher, "teacher", cfg.Teacher, "distill from this ONNX classifier (frozen)")
 	fs.Float64Var(&cfg.KDTemperature, "kd-temperature", cfg.KDTemperature, "distillation temperature T")
 	fs.Float64Var(&cfg.KDHardWeight, "kd-hard-weight", cfg.KDHardWeight, "weight of the hard loss; the soft one gets 1 minus it")
+	fs.BoolVar(&cfg.TeacherOverlap, "teacher-overlap", cfg.TeacherOverlap, "score the next batch with the teacher during the student's step")
+	teacherDevice := fs.String("teacher-device", "", "execution provider of the teacher (default: --device)")
+	teacherThreads := fs.Int("teacher-threads", 0, "intra-op threads of the teacher (0: one per core)")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "decoding goroutines (0: one per core)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of initialization, data order, augmentation and mixup")
 	fs.Int64Var(&cfg.Opset, "opset", cfg.Opset, "ONNX opset of the graphs")
@@ -84,7 +88,8 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *resume != "" {
-		allowed := map[string]bool{"resume": true, "device": true, "threads": true, "workers": true, "ort-lib": true, "opt-level": true, "allow-cpu-fallback": true}
+		allowed := map[string]bool{"resume": true, "device": true, "threads": true, "workers": true, "ort-lib": true, "opt-level": true,
+			"allow-cpu-fallback": true, "teacher-device": true, "teacher-threads": true}
 		var changed []string
 		fs.Visit(func(f *pflag.Flag) {
 			if !allowed[f.Name] {
@@ -130,8 +135,21 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	defer tr.Close()
 	if cfg.Teacher != "" {
+		// Its own session: own provider and threads, frozen.
+		topts := opts
+		if *teacherDevice != "" {
+			p, err := runtime.ParseProvider(*teacherDevice)
+			if err != nil {
+				return usageError{err}
+			}
+			topts.Provider = p
+		}
+		if *teacherThreads < 0 {
+			return usageError{fmt.Errorf("--teacher-threads must not be negative")}
+		}
+		topts.IntraOpThreads = *teacherThreads
 		// Checked before any step: classes, input rank and size must fit.
-		teacher, err := distill.Load(cfg.Teacher, distill.Expect{Classes: len(tr.ClassNames()), Batch: cfg.BatchSize, ImageSize: cfg.ImageSize}, opts)
+		teacher, err := distill.Load(cfg.Teacher, distill.Expect{Classes: len(tr.ClassNames()), Batch: cfg.BatchSize, ImageSize: cfg.ImageSize}, topts)
 		if err != nil {
 			return err
 		}

@@ -246,3 +246,56 @@ func TestTrainBadInput(t *testing.T) {
 		t.Errorf("resume with a changed flag: exit %d, %q", code, stderr)
 	}
 }
+
+// Distillation end to end: a teacher trained by ortrain and exported, then a
+// student trained with --teacher logs both loss parts; a teacher that does
+// not fit is refused before any step.
+func TestDistillEndToEnd(t *testing.T) {
+	testutil.InitORT(t)
+	dir := fashion(t, 20, 10)
+	root := t.TempDir()
+	teacher := filepath.Join(root, "teacher")
+	common := []string{"--image-size", "32", "--epochs", "1", "--batch-size", "16", "--seed", "2", "--data", dir}
+	if code, _, stderr := runCLI(append([]string{"train", "--model", "resnet18", "--out", teacher}, common...)...); code != 0 {
+		t.Fatalf("teacher: %s", stderr)
+	}
+	student := filepath.Join(root, "student")
+	code, _, stderr := runCLI(append([]string{"train", "--model", "resnet18d", "--out", student, "--recipe", "tricks",
+		"--teacher", filepath.Join(teacher, "model.onnx"), "--kd-temperature", "20", "--teacher-threads", "1"}, common...)...)
+	if code != 0 {
+		t.Fatalf("student: %s", stderr)
+	}
+	if !strings.Contains(stderr, "loss hard") || !strings.Contains(stderr, "soft") || !strings.Contains(stderr, "teacher") {
+		t.Errorf("epoch line lacks the loss parts or teacher time: %s", stderr)
+	}
+	hist, err := training.ReadMetrics(student)
+	if err != nil || len(hist) != 1 || hist[0].TrainHard <= 0 || hist[0].TrainSoft <= 0 || hist[0].TeacherMS <= 0 {
+		t.Errorf("metrics: %+v %v", hist, err)
+	}
+	// Scoring the next batch during the step changes timing only: the same
+	// weights to the bit.
+	overlapped := filepath.Join(root, "student-overlap")
+	code, _, stderr = runCLI(append([]string{"train", "--model", "resnet18d", "--out", overlapped, "--recipe", "tricks",
+		"--teacher", filepath.Join(teacher, "model.onnx"), "--kd-temperature", "20", "--teacher-threads", "1", "--teacher-overlap"}, common...)...)
+	if code != 0 {
+		t.Fatalf("student with overlap: %s", stderr)
+	}
+	sameCheckpoints(t, filepath.Join(training.CheckpointDir(student), "last.ckpt"), filepath.Join(training.CheckpointDir(overlapped), "last.ckpt"))
+	// A teacher with other classes: refused before any step.
+	other := filepath.Join(root, "other.onnx")
+	if code, _, stderr := runCLI("export", "--checkpoint", filepath.Join(training.CheckpointDir(teacher), "last.ckpt"), "-o", other); code != 0 {
+		t.Fatal(stderr)
+	}
+	gen := filepath.Join(root, "gen7.onnx")
+	if c, _, e := runCLIGraphgen("resnet18", "--classes", "7", "--image-size", "32", "-o", gen); c != 0 {
+		t.Fatal(e)
+	}
+	out := filepath.Join(root, "refused")
+	code, _, stderr = runCLI(append([]string{"train", "--model", "resnet18", "--out", out, "--teacher", gen}, common...)...)
+	if code == 0 || !strings.Contains(stderr, "has 7 classes, the student 10") {
+		t.Errorf("teacher with 7 classes: exit %d, %q", code, stderr)
+	}
+	if entries, _ := os.ReadDir(training.CheckpointDir(out)); len(entries) != 0 {
+		t.Errorf("a refused teacher still left checkpoints: %v", entries)
+	}
+}

@@ -1,0 +1,113 @@
+package distill
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ortrain/ortrain/graphgen"
+	"github.com/ortrain/ortrain/internal/testutil"
+	"github.com/ortrain/ortrain/models"
+	"github.com/ortrain/ortrain/runtime"
+)
+
+func writeModel(t *testing.T, o models.Options) string {
+	t.Helper()
+	m, err := models.Build(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), o.Name+".onnx")
+	if err := m.Graph.WriteFile(p, graphgen.ModelInfo{Metadata: m.Metadata()}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A teacher that does not fit the student is refused on load, in one line
+// that names what differs.
+func TestTeacherChecks(t *testing.T) {
+	testutil.InitORT(t)
+	want := Expect{Classes: 5, Batch: 4, ImageSize: 32}
+	good := writeModel(t, models.Options{Name: "resnet18", Classes: 5, ImageSize: 32})
+	tc, err := Load(good, want, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.Close()
+	cases := map[string]struct {
+		path string
+		msg  string
+	}{
+		"classes":     {writeModel(t, models.Options{Name: "resnet18", Classes: 7, ImageSize: 32}), "has 7 classes, the student 5"},
+		"size":        {writeModel(t, models.Options{Name: "resnet18", Classes: 5, ImageSize: 48}), "the student's images are 32x32"},
+		"fixed batch": {writeModel(t, models.Options{Name: "resnet18", Classes: 5, ImageSize: 32, Batch: 8}), "batches of 8"},
+	}
+	g := graphgen.New("flat", graphgen.DefaultOpset)
+	x := g.Input("x", graphgen.Float, graphgen.Shape{graphgen.Sym("N"), graphgen.D(3 * 32 * 32)})
+	w := g.Initializer("w", graphgen.FloatTensor([]int64{5, 3 * 32 * 32}, make([]float32, 5*3*32*32)))
+	g.Output(g.Gemm(x, w, nil, false, true))
+	flat := filepath.Join(t.TempDir(), "flat.onnx")
+	if err := g.WriteFile(flat, graphgen.ModelInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	cases["rank"] = struct {
+		path string
+		msg  string
+	}{flat, "has rank 2"}
+	for name, c := range cases {
+		_, err := Load(c.path, want, runtime.Options{})
+		if err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: want a one-line error with %q, got %v", name, c.msg, err)
+		}
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "none.onnx"), want, runtime.Options{}); err == nil {
+		t.Error("missing teacher loaded")
+	}
+}
+
+// The teacher gives the logits its model computes, for any ONNX classifier:
+// one of ours, and torchvision's resnet18 exported by torch.onnx.
+func TestTeacherLogits(t *testing.T) {
+	testutil.InitORT(t)
+	foreign := filepath.Join(t.TempDir(), "tv.onnx")
+	testutil.RunOracle(t, "export_torchvision.py", "resnet18", "5", "32", foreign)
+	ours := writeModel(t, models.Options{Name: "resnet18d", Classes: 5, ImageSize: 32, Seed: 2})
+	const n = 4
+	images := make([]float32, n*3*32*32)
+	for i := range images {
+		images[i] = float32(i%29)/29 - 0.5
+	}
+	for _, p := range []string{ours, foreign} {
+		tc, err := Load(p, Expect{Classes: 5, Batch: n, ImageSize: 32}, runtime.Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		dst := make([]float32, n*5)
+		if err := tc.Logits(images, n, dst); err != nil {
+			t.Fatal(err)
+		}
+		// Again with the same buffers (tensors reused), same result.
+		again := make([]float32, n*5)
+		copy(again, dst)
+		if err := tc.Logits(images, n, dst); err != nil {
+			t.Fatal(err)
+		}
+		sess, err := runtime.NewSessionFromFile(p, nil, nil, runtime.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, _ := runtime.NewFloat32([]int64{n, 3, 32, 32}, images)
+		outs, err := sess.Run([]*runtime.Tensor{in}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := testutil.RelErr(dst, outs[0].Float32s()); e != 0 || testutil.RelErr(again, dst) != 0 {
+			t.Errorf("%s: teacher logits differ from the model's (%g)", filepath.Base(p), e)
+		}
+		outs[0].Destroy()
+		in.Destroy()
+		sess.Destroy()
+		tc.Close()
+	}
+}
