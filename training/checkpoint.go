@@ -27,18 +27,21 @@ type Checkpoint struct {
 
 // CheckpointMeta is the JSON part of a checkpoint.
 type CheckpointMeta struct {
-	Format    int                `json:"format"`
-	Model     string             `json:"model"`
-	Classes   []string           `json:"classes"`
-	ImageSize int                `json:"image_size"`
-	Epoch     int                `json:"epoch"` // epochs completed
-	Batch     int                `json:"batch"` // batches done in the current epoch
-	Step      int                `json:"step"`  // batches done in the run
-	Scaler    *LossScaler        `json:"loss_scaler,omitempty"`
-	BestTop1  float64            `json:"best_top1"`
-	LastTop1  float64            `json:"last_top1"`
-	Config    json.RawMessage    `json:"config"`
-	Shapes    map[string][]int64 `json:"shapes"`
+	Format    int             `json:"format"`
+	Model     string          `json:"model"`
+	Classes   []string        `json:"classes"`
+	ImageSize int             `json:"image_size"`
+	Epoch     int             `json:"epoch"` // epochs completed
+	Batch     int             `json:"batch"` // batches done in the current epoch
+	Step      int             `json:"step"`  // batches done in the run
+	Scaler    *LossScaler     `json:"loss_scaler,omitempty"`
+	BestTop1  float64         `json:"best_top1"`
+	LastTop1  float64         `json:"last_top1"`
+	Config    json.RawMessage `json:"config"`
+	// Partial holds the running sums of an epoch interrupted mid-way, so
+	// that its metrics cover all of it after a resume.
+	Partial EpochSums          `json:"partial"`
+	Shapes  map[string][]int64 `json:"shapes"`
 }
 
 const (
@@ -168,4 +171,11 @@ func DecodeCheckpoint(b []byte) (*Checkpoint, error) {
 		}
 	}
 	return c, nil
+}
+
+// EpochSums are the running totals of an epoch's training metrics.
+type EpochSums struct {
+	Loss, Hard, Soft, TeacherSec float64
+	Correct, Seen, Skipped       int
+	Unreadable, Images           int
 }

@@ -28,7 +28,7 @@ type Config struct {
 	LRBase         float64   `json:"lr_base"`
 	LRMode         string    `json:"lr_mode"` // step or cosine
 	WarmupEpochs   float64   `json:"warmup_epochs"`
-	LRSteps        []float64 `json:"lr_steps"` // step mode: fractions of the run (the paper's 30/60/90 of 120: 0.25, 0.5, 0.75)
+	LRSteps        []float64 `json:"lr_steps"` // step mode: epochs (30,60,90), or fractions of the run (0.25,0.5,0.75, the default)
 	LRFactor       float64   `json:"lr_factor"`
 	Momentum       float64   `json:"momentum"`
 	WeightDecay    float64   `json:"weight_decay"`
@@ -41,6 +41,8 @@ type Config struct {
 	Teacher        string    `json:"teacher,omitempty"`
 	KDTemperature  float64   `json:"kd_temperature"`
 	KDHardWeight   float64   `json:"kd_hard_weight"`
+	// BadLimit is the fraction of unreadable images an epoch tolerates.
+	BadLimit float64 `json:"bad_limit"`
 	// TeacherOverlap runs the teacher on the next batch during the
 	// student's step (see docs/benchmarks.md for whether that pays).
 	TeacherOverlap bool   `json:"teacher_overlap"`
@@ -57,7 +59,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{Model: "resnet50d", ImageSize: 224, Epochs: 120, BatchSize: 32, LRBase: 0.1, LRMode: "step",
 		LRSteps: []float64{0.25, 0.5, 0.75}, LRFactor: 0.1, Momentum: 0.9, WeightDecay: 1e-4,
-		SmoothingRule: "paper", KDTemperature: 20, KDHardWeight: 0.5, Device: "cpu", Opset: 17, KeepLast: 3,
+		SmoothingRule: "paper", KDTemperature: 20, KDHardWeight: 0.5, Device: "cpu", Opset: 17, KeepLast: 3, BadLimit: 0.01,
 		Out: "runs/train"}
 }
 
@@ -75,7 +77,7 @@ func (c *Config) ApplyRecipe(name string) error {
 	keep := *c
 	*c = base
 	c.Data, c.Out, c.Model, c.ImageSize, c.Epochs, c.BatchSize = keep.Data, keep.Out, keep.Model, keep.ImageSize, keep.Epochs, keep.BatchSize
-	c.Device, c.Threads, c.Workers, c.Seed, c.Teacher, c.Opset, c.KeepLast = keep.Device, keep.Threads, keep.Workers, keep.Seed, keep.Teacher, keep.Opset, keep.KeepLast
+	c.Device, c.Threads, c.Workers, c.Seed, c.Teacher, c.Opset, c.KeepLast, c.BadLimit = keep.Device, keep.Threads, keep.Workers, keep.Seed, keep.Teacher, keep.Opset, keep.KeepLast, keep.BadLimit
 	c.Recipe = name
 	switch name {
 	case "baseline":
@@ -127,6 +129,7 @@ func (c *Config) Validate() error {
 		bad(c.KDHardWeight < 0 || c.KDHardWeight > 1, "--kd-hard-weight must be in [0, 1]"),
 		bad(c.Threads < 0 || c.Workers < 0, "--threads and --workers must not be negative"),
 		bad(c.KeepLast < 0, "--keep must not be negative"),
+		bad(c.BadLimit < 0 || c.BadLimit > 1, "--bad-limit must be a fraction in [0, 1]"),
 	} {
 		if err != nil {
 			return err
@@ -135,10 +138,19 @@ func (c *Config) Validate() error {
 	if _, err := ParseSmoothing(c.SmoothingRule); err != nil {
 		return err
 	}
+	fractions, epochs := 0, 0
 	for _, s := range c.LRSteps {
-		if s <= 0 || s >= 1 {
-			return fmt.Errorf("--lr-steps are fractions of the run in (0, 1), got %g", s)
+		switch {
+		case s > 0 && s < 1:
+			fractions++
+		case s >= 1 && s == math.Trunc(s) && s <= float64(c.Epochs):
+			epochs++
+		default:
+			return fmt.Errorf("--lr-steps are epochs (whole, at most --epochs) or fractions of the run in (0, 1), got %g", s)
 		}
+	}
+	if fractions > 0 && epochs > 0 {
+		return fmt.Errorf("--lr-steps mixes epochs and fractions: %v", c.LRSteps)
 	}
 	return nil
 }

@@ -89,18 +89,20 @@ func WriteMetrics(dir string, hist []EpochRecord) error {
 	}
 	plots := []struct {
 		file, title, y string
+		legendTop      bool // loss and lr fall: their upper right is free; accuracy rises
 		lines          map[string]func(EpochRecord) float64
 	}{
-		{"loss.png", "Loss", "loss", map[string]func(EpochRecord) float64{
+		{"loss.png", "Loss", "loss", true, map[string]func(EpochRecord) float64{
 			"train": func(r EpochRecord) float64 { return r.TrainLoss }, "val": func(r EpochRecord) float64 { return r.ValLoss }}},
-		{"accuracy.png", "Validation accuracy", "accuracy (%)", map[string]func(EpochRecord) float64{
+		{"accuracy.png", "Validation accuracy", "accuracy (%)", false, map[string]func(EpochRecord) float64{
 			"top-1": func(r EpochRecord) float64 { return 100 * r.ValTop1 }, "top-5": func(r EpochRecord) float64 { return 100 * r.ValTop5 }}},
-		{"lr.png", "Learning rate (end of epoch)", "lr", map[string]func(EpochRecord) float64{
+		{"lr.png", "Learning rate (end of epoch)", "lr", true, map[string]func(EpochRecord) float64{
 			"lr": func(r EpochRecord) float64 { return r.LR }}},
 	}
 	for _, pl := range plots {
 		p := plot.New()
 		p.Title.Text, p.X.Label.Text, p.Y.Label.Text = pl.title, "epoch", pl.y
+		p.Legend.Top = pl.legendTop
 		p.Add(plotter.NewGrid())
 		names := make([]string, 0, len(pl.lines))
 		for n := range pl.lines {

@@ -51,3 +51,21 @@ func TestMixup(t *testing.T) {
 		t.Error("bad shapes accepted")
 	}
 }
+
+// Ties rank the lower class first (as torch.topk); NaN is never right.
+func TestTopKTiesAndNaN(t *testing.T) {
+	constant := make([]float32, 3*5)
+	if got := topKCorrect(constant, []int{0, 3, 4}, 5, 1); got != 1 {
+		t.Errorf("constant logits: %d correct at top-1, want 1 (class 0 only)", got)
+	}
+	if got := topKCorrect(constant, []int{0, 3, 4}, 5, 4); got != 2 {
+		t.Errorf("constant logits: %d correct at top-4, want 2", got)
+	}
+	nan := float32(math.NaN())
+	if got := topKCorrect([]float32{nan, nan, 1, nan}, []int{0, 0}, 2, 1); got != 0 {
+		t.Errorf("NaN logits: %d correct, want 0", got)
+	}
+	if got := topKCorrect([]float32{0.1, 0.9, 0.3, 0.2, 0.5, 0.4}, []int{1, 0}, 3, 1); got != 1 {
+		t.Errorf("plain case: %d", got)
+	}
+}

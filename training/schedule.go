@@ -50,11 +50,15 @@ func (s Schedule) LR(t int) float64 {
 	}
 	switch s.Mode {
 	case "cosine":
-		// lr = Base (1 + cos(pi u / T)) / 2 over the T batches after warmup,
-		// u from 0: Base at the first, reaching 0 just after the last.
+		// lr = Base (1 + cos(pi u / (T-1))) / 2 over the T batches after
+		// warmup, u from 0: Base at the first, 0 at the last, as the issue
+		// asks ("to 0 by the last batch").
 		n := s.Total - s.Warmup
+		if n <= 1 {
+			return s.Base
+		}
 		u := t - s.Warmup
-		return s.Base * (1 + math.Cos(math.Pi*float64(u)/float64(n))) / 2
+		return s.Base * (1 + math.Cos(math.Pi*float64(u)/float64(n-1))) / 2
 	default:
 		lr := s.Base
 		for _, m := range s.Milestones {

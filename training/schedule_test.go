@@ -26,16 +26,17 @@ func TestSchedules(t *testing.T) {
 			t.Errorf("step batch %d: %g, want %g", t0, got, want)
 		}
 	}
-	// Cosine after warmup: lr = 0.5 (1 + cos(pi u / T)) eta, T = 95 batches.
+	// Cosine after warmup over T = 95 batches: lr = 0.5 (1 + cos(pi u /
+	// (T-1))) eta, eta at the first and 0 at the last.
 	c := Schedule{Base: 0.4, Mode: "cosine", Warmup: 5, Total: 100}
 	for _, u := range []int{0, 1, 47, 94} {
-		want := 0.5 * (1 + math.Cos(math.Pi*float64(u)/95)) * 0.4
+		want := 0.5 * (1 + math.Cos(math.Pi*float64(u)/94)) * 0.4
 		if got := c.LR(5 + u); !near(got, want) {
 			t.Errorf("cosine u=%d: %g, want %g", u, got, want)
 		}
 	}
-	if got := c.LR(99); got > 0.4*1e-3 || got <= 0 {
-		t.Errorf("last cosine batch %g, want just above 0", got)
+	if got := c.LR(99); math.Abs(got) > 1e-15 {
+		t.Errorf("last cosine batch %g, want 0", got)
 	}
 	for _, bad := range []Schedule{{Base: 0, Mode: "step", Total: 1, Factor: 0.1}, {Base: 0.1, Mode: "poly", Total: 1},
 		{Base: 0.1, Mode: "cosine", Total: 5, Warmup: 6}, {Base: 0.1, Mode: "step", Total: 5, Factor: 2}} {

@@ -75,9 +75,6 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	if len(train.Samples) < c.BatchSize {
 		return fmt.Errorf("dataset %s: %d training images, fewer than one batch of %d", c.Data, len(train.Samples), c.BatchSize)
 	}
-	if err := os.MkdirAll(CheckpointDir(c.Out), 0o755); err != nil {
-		return fmt.Errorf("run folder %s: %w", c.Out, err)
-	}
 	mo := models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Batch: c.BatchSize,
 		Seed: c.Seed, ZeroGamma: c.ZeroGamma, Opset: c.Opset}
 	t.step, err = BuildStep(StepOptions{Model: mo, Distill: c.Teacher != "", NoBiasDecay: c.NoBiasDecay, FP16: c.FP16})
@@ -118,13 +115,35 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	steps := t.stepsPerEpoch()
 	t.sched = Schedule{Base: c.PeakLR(), Mode: c.LRMode, Warmup: int(math.Round(c.WarmupEpochs * float64(steps))),
 		Total: steps * c.Epochs, Factor: c.LRFactor}
+	seenMilestone := map[int]bool{}
 	for _, f := range c.LRSteps {
-		t.sched.Milestones = append(t.sched.Milestones, int(math.Round(f*float64(c.Epochs)))*steps)
+		e := f // epochs, or a fraction of the run
+		if f < 1 {
+			e = math.Round(f * float64(c.Epochs))
+		}
+		// A short run can round two decay points onto one epoch: decay once.
+		if m := int(e) * steps; !seenMilestone[m] && m > 0 && m < t.sched.Total {
+			seenMilestone[m] = true
+			t.sched.Milestones = append(t.sched.Milestones, m)
+		}
 	}
 	if err := t.sched.Validate(); err != nil {
 		return err
 	}
-	return t.setupEval(rt)
+	if err := t.setupEval(rt); err != nil {
+		return err
+	}
+	// The run folder is made only once everything else worked, so a failed
+	// start leaves nothing behind; temporary files of a checkpoint write
+	// that a crash interrupted are removed.
+	if err := os.MkdirAll(CheckpointDir(c.Out), 0o755); err != nil {
+		return fmt.Errorf("run folder %s: %w", c.Out, err)
+	}
+	stale, _ := filepath.Glob(filepath.Join(CheckpointDir(c.Out), ".*.tmp*"))
+	for _, f := range stale {
+		os.Remove(f)
+	}
+	return nil
 }
 
 // compatible checks that a checkpoint belongs to this model and data.
@@ -191,21 +210,25 @@ func (t *Trainer) Run(ctx context.Context) error {
 	c := &t.Config
 	steps := t.stepsPerEpoch()
 	trainLoader := &data.Loader{Data: t.train, Batch: c.BatchSize, Size: c.ImageSize, Train: true,
-		Aug: data.NewTrainTransform(c.ImageSize), Workers: c.Workers, Seed: c.Seed}
+		Aug: data.NewTrainTransform(c.ImageSize), Workers: c.Workers, Seed: c.Seed, BadLimit: c.BadLimit}
 	done := 0
 	for epoch := t.meta.Epoch; epoch < c.Epochs; epoch++ {
 		start := time.Now()
 		first := t.meta.Batch
-		t.Prog.Begin(fmt.Sprintf("epoch %d/%d", epoch+1, c.Epochs), steps)
+		t.Prog.Begin(fmt.Sprintf("epoch %d/%d", epoch+1, c.Epochs), steps, first)
 		loaderCtx, cancelLoader := context.WithCancel(context.Background())
 		ch, err := trainLoader.Epoch(loaderCtx, epoch, first)
 		if err != nil {
 			cancelLoader()
 			return err
 		}
-		var lossSum, hardSum, softSum, teacherSec float64
+		var sums EpochSums
+		resumedImages := 0
+		if first > 0 {
+			sums = t.meta.Partial // the part of this epoch done before a resume
+			resumedImages = sums.Images
+		}
 		labelsBuf := make([]int, 0, c.BatchSize)
-		var correct, seen, skipped, unreadable, images int
 		interrupted := false
 		batches := t.prepare(loaderCtx, ch, epoch)
 		for p := range batches {
@@ -217,10 +240,15 @@ func (t *Trainer) Run(ctx context.Context) error {
 			copy(t.st.Targets(), p.targets)
 			if t.Teacher != nil {
 				copy(t.st.TeacherLogits(), p.teacher)
-				teacherSec += p.teacherSec
+				sums.TeacherSec += p.teacherSec
 			}
 			labels := append(labelsBuf[:0], p.labels...)
-			unreadable += p.replaced
+			sums.Unreadable += len(p.unreadable)
+			for _, f := range p.unreadable {
+				if sums.Unreadable <= 3 {
+					fmt.Fprintf(t.Log, "warning: unreadable image %s, replaced\n", f)
+				}
+			}
 			index := p.index
 			if c.TeacherOverlap {
 				p.recycle() // the next batch and its teacher run during this step
@@ -249,17 +277,17 @@ func (t *Trainer) Run(ctx context.Context) error {
 				return fmt.Errorf("step %d: the loss or a gradient is not finite (loss %g); lower the learning rate", t.meta.Step, res.Losses[0])
 			}
 			if !res.Finite {
-				skipped++
+				sums.Skipped++
 			} else {
-				lossSum += float64(res.Losses[0])
+				sums.Loss += float64(res.Losses[0])
 				if len(res.Losses) == 3 {
-					hardSum += float64(res.Losses[1])
-					softSum += float64(res.Losses[2])
+					sums.Hard += float64(res.Losses[1])
+					sums.Soft += float64(res.Losses[2])
 				}
-				correct += topKCorrect(t.st.Logits(), labels, t.classes, 1)
-				seen += c.BatchSize
+				sums.Correct += topKCorrect(t.st.Logits(), labels, t.classes, 1)
+				sums.Seen += c.BatchSize
 			}
-			images += c.BatchSize
+			sums.Images += c.BatchSize
 			t.meta.Step++
 			t.meta.Batch = index + 1
 			done++
@@ -267,7 +295,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 			if t.scaler != nil {
 				extra = fmt.Sprintf("  scale %g", t.scaler.Scale)
 			}
-			t.Prog.Update(index+1-first, c.BatchSize, lossSum/math.Max(float64(seen/c.BatchSize), 1), lr, extra)
+			t.Prog.Update(index+1, c.BatchSize, sums.Loss/math.Max(float64(sums.Seen/c.BatchSize), 1), lr, extra)
 			if ctx.Err() != nil || (t.StopAfter > 0 && done >= t.StopAfter) {
 				interrupted = true
 				break
@@ -281,24 +309,28 @@ func (t *Trainer) Run(ctx context.Context) error {
 		}
 		if interrupted {
 			t.Prog.End()
+			t.meta.Partial = sums
 			if err := t.saveCheckpoint(lastCheckpoint); err != nil {
 				return err
 			}
 			return ErrInterrupted
 		}
-		top1, top5, vloss, err := t.Evaluate()
+		ev, err := t.Evaluate()
 		if err != nil {
 			return err
 		}
-		nb := math.Max(float64(seen/c.BatchSize), 1)
+		top1, top5, vloss := ev.Top1, ev.Top5, ev.Loss
+		nb := math.Max(float64(sums.Seen/c.BatchSize), 1)
 		rec := EpochRecord{Epoch: epoch + 1, Step: t.meta.Step, LR: t.sched.LR(max(t.meta.Step-1, 0)),
-			TrainLoss: lossSum / nb, TrainTop1: float64(correct) / math.Max(float64(seen), 1),
-			ValTop1: top1, ValTop5: top5, ValLoss: vloss, ImagesPerS: float64(images) / time.Since(start).Seconds(),
-			Skipped: skipped, Unreadable: unreadable, Seconds: time.Since(start).Seconds()}
+			TrainLoss: sums.Loss / nb, TrainTop1: float64(sums.Correct) / math.Max(float64(sums.Seen), 1),
+			ValTop1: top1, ValTop5: top5, ValLoss: vloss,
+			ImagesPerS: float64(sums.Images-resumedImages) / time.Since(start).Seconds(), // this process's images
+			Skipped:    sums.Skipped, Unreadable: sums.Unreadable, Seconds: time.Since(start).Seconds()}
 		if t.Teacher != nil {
-			rec.TrainHard, rec.TrainSoft = hardSum/nb, softSum/nb
-			rec.TeacherMS = 1000 * teacherSec / float64(max(images/c.BatchSize, 1))
+			rec.TrainHard, rec.TrainSoft = sums.Hard/nb, sums.Soft/nb
+			rec.TeacherMS = 1000 * sums.TeacherSec / float64(max(sums.Images/c.BatchSize, 1))
 		}
+		t.meta.Partial = EpochSums{}
 		if t.scaler != nil {
 			rec.LossScale = float64(t.scaler.Scale)
 		}
@@ -307,6 +339,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 		notes := ""
 		if rec.Unreadable > 0 {
 			notes += fmt.Sprintf(", %d unreadable images replaced", rec.Unreadable)
+		}
+		if len(ev.Unreadable) > 0 {
+			notes += fmt.Sprintf(", %d unreadable validation images skipped (%s)", len(ev.Unreadable), ev.Unreadable[0])
 		}
 		if rec.Skipped > 0 {
 			notes += fmt.Sprintf(", %d steps skipped for overflow", rec.Skipped)
@@ -331,7 +366,8 @@ func (t *Trainer) Run(ctx context.Context) error {
 type prepared struct {
 	images, targets, teacher []float32
 	labels                   []int
-	index, replaced          int
+	index                    int
+	unreadable               []string
 	teacherSec               float64
 	err                      error
 	recycle                  func()
@@ -372,7 +408,7 @@ func (t *Trainer) prepare(ctx context.Context, ch <-chan *data.Batch, epoch int)
 			if p.err == nil {
 				copy(p.images, b.Images[:c.BatchSize*per])
 				copy(p.labels, b.Labels[:c.BatchSize])
-				p.index, p.replaced = b.Index, b.Replaced
+				p.index, p.unreadable = b.Index, append(p.unreadable[:0], b.Unreadable...)
 			}
 			b.Release()
 			if p.err == nil {
@@ -470,9 +506,9 @@ func (t *Trainer) exportFinal() error {
 
 // Evaluate runs the validation set through the current weights: top-1,
 // top-5 and the mean cross-entropy.
-func (t *Trainer) Evaluate() (top1, top5, loss float64, err error) {
+func (t *Trainer) Evaluate() (EvalResult, error) {
 	c := &t.Config
-	l := &data.Loader{Data: t.val, Batch: c.BatchSize, Size: c.ImageSize, Workers: c.Workers}
+	l := &data.Loader{Data: t.val, Batch: c.BatchSize, Size: c.ImageSize, Workers: c.Workers, BadLimit: c.BadLimit}
 	inputs := make([]*runtime.Tensor, 1+len(t.evalNames))
 	for i, n := range t.evalNames {
 		inputs[1+i] = t.st.StateTensor(n)
@@ -480,18 +516,26 @@ func (t *Trainer) Evaluate() (top1, top5, loss float64, err error) {
 	return EvaluateBatches(l, t.eval, inputs, t.classes)
 }
 
+// EvalResult is what an evaluation measured.
+type EvalResult struct {
+	Top1, Top5, Loss float64
+	Images           int      // evaluated
+	Unreadable       []string // skipped
+}
+
 // EvaluateBatches feeds a loader's batches through a classifier session
 // whose first input is the images (the others already set in inputs) and
 // whose first output is the logits.
-func EvaluateBatches(l *data.Loader, sess *runtime.Session, inputs []*runtime.Tensor, k int) (top1, top5, loss float64, err error) {
+func EvaluateBatches(l *data.Loader, sess *runtime.Session, inputs []*runtime.Tensor, k int) (res EvalResult, err error) {
 	ch, err := l.Epoch(context.Background(), 0, 0)
 	if err != nil {
-		return 0, 0, 0, err
+		return res, err
 	}
 	per := 3 * l.Size * l.Size
 	var c1, c5, n int
 	var lsum float64
 	for b := range ch {
+		res.Unreadable = append(res.Unreadable, b.Unreadable...)
 		if b.Err != nil || err != nil {
 			if err == nil {
 				err = b.Err
@@ -527,22 +571,30 @@ func EvaluateBatches(l *data.Loader, sess *runtime.Session, inputs []*runtime.Te
 		b.Release()
 	}
 	if err != nil {
-		return 0, 0, 0, err
+		return res, err
 	}
 	if n == 0 {
-		return 0, 0, 0, fmt.Errorf("evaluation: no readable validation images in %s", l.Data.Root)
+		return res, fmt.Errorf("evaluation: no readable validation images in %s", l.Data.Root)
 	}
-	return float64(c1) / float64(n), float64(c5) / float64(n), lsum / float64(n), nil
+	res.Top1, res.Top5, res.Loss, res.Images = float64(c1)/float64(n), float64(c5)/float64(n), lsum/float64(n), n
+	return res, nil
 }
 
 // topKCorrect counts rows whose label is among the k largest logits.
+// A NaN logit of the true class is never correct; NaN elsewhere ranks above
+// everything; ties rank the lower class index first (as torch.topk and
+// argmax do), so a constant output is right only for class 0.
 func topKCorrect(logits []float32, labels []int, classes, k int) int {
 	correct := 0
 	for i, l := range labels {
 		row := logits[i*classes : (i+1)*classes]
+		target := row[l]
+		if target != target {
+			continue
+		}
 		above := 0
-		for _, v := range row {
-			if v > row[l] {
+		for j, v := range row {
+			if v != v || v > target || (v == target && j < l) {
 				above++
 			}
 		}

@@ -202,11 +202,19 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	l := &data.Loader{Data: ds, Batch: *batch, Size: c.size, Workers: *workers}
-	top1, top5, loss, err := training.EvaluateBatches(l, sess, make([]*runtime.Tensor, 1), c.k)
+	l.BadLimit = 1 // evaluation reports unreadable images instead of stopping
+	res, err := training.EvaluateBatches(l, sess, make([]*runtime.Tensor, 1), c.k)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s on %s (%d images): top-1 %.2f%%, top-5 %.2f%%, loss %.4f\n", filepath.Base(*model), root, len(ds.Samples), 100*top1, 100*top5, loss)
+	for i, f := range res.Unreadable {
+		if i == 3 {
+			fmt.Fprintf(stderr, "warning: %d more unreadable images skipped\n", len(res.Unreadable)-3)
+			break
+		}
+		fmt.Fprintf(stderr, "warning: unreadable image %s skipped\n", f)
+	}
+	fmt.Fprintf(stdout, "%s on %s (%d images): top-1 %.2f%%, top-5 %.2f%%, loss %.4f\n", filepath.Base(*model), root, res.Images, 100*res.Top1, 100*res.Top5, res.Loss)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -20,16 +21,25 @@ import (
 
 // recipeFromArgs finds --recipe before the flags are defined, so that the
 // recipe can set the defaults that explicit flags then override.
-func recipeFromArgs(args []string) string {
+func recipeFromArgs(args []string) (string, error) {
+	var found []string
 	for i, a := range args {
-		if v, ok := strings.CutPrefix(a, "--recipe="); ok {
-			return v
+		if a == "--" {
+			break
 		}
-		if a == "--recipe" && i+1 < len(args) {
-			return args[i+1]
+		if v, ok := strings.CutPrefix(a, "--recipe="); ok {
+			found = append(found, v)
+		} else if a == "--recipe" && i+1 < len(args) {
+			found = append(found, args[i+1])
 		}
 	}
-	return ""
+	if len(found) > 1 {
+		return "", fmt.Errorf("--recipe given %d times", len(found))
+	}
+	if len(found) == 1 {
+		return found[0], nil
+	}
+	return "", nil
 }
 
 // exitCodeInterrupted is the status of a run stopped by SIGINT or SIGTERM
@@ -45,7 +55,11 @@ func (e interruptedError) Error() string {
 func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	const synopsis = "train --data DIR [--model resnet50d] [--recipe baseline|efficient|tricks] [flags]"
 	cfg := training.DefaultConfig()
-	if r := recipeFromArgs(args); r != "" {
+	r, err := recipeFromArgs(args)
+	if err != nil {
+		return usageError{err}
+	}
+	if r != "" {
 		if err := cfg.ApplyRecipe(r); err != nil {
 			return usageError{err}
 		}
@@ -54,6 +68,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Data, "data", "", "image folder with train/<class>/* and val/<class>/*")
 	fs.StringVar(&cfg.Out, "out", cfg.Out, "run folder: config, metrics, plots, checkpoints, model.onnx")
 	resume := fs.String("resume", "", "continue the run in this folder from its last checkpoint")
+	overwrite := fs.Bool("overwrite", false, "start a new run in --out even if it holds one (its checkpoints are replaced)")
 	fs.StringVar(&cfg.Recipe, "recipe", cfg.Recipe, "paper settings: baseline, efficient or tricks (flags given override them)")
 	fs.StringVar(&cfg.Model, "model", cfg.Model, "network (see graphgen --list)")
 	fs.IntVar(&cfg.ImageSize, "image-size", cfg.ImageSize, "training and evaluation crop size")
@@ -63,7 +78,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.LRBase, "lr-base", cfg.LRBase, "learning rate per 256 images (linear scaling rule)")
 	fs.StringVar(&cfg.LRMode, "lr-mode", cfg.LRMode, "decay after warmup: step or cosine")
 	fs.Float64Var(&cfg.WarmupEpochs, "warmup-epochs", cfg.WarmupEpochs, "linear warmup from 0, in epochs")
-	fs.Float64SliceVar(&cfg.LRSteps, "lr-steps", cfg.LRSteps, "step mode: decay points as fractions of the run")
+	fs.Float64SliceVar(&cfg.LRSteps, "lr-steps", cfg.LRSteps, "step mode: decay epochs (30,60,90) or fractions of the run (0.25,0.5,0.75)")
 	fs.Float64Var(&cfg.LRFactor, "lr-factor", cfg.LRFactor, "step mode: decay factor")
 	fs.Float64Var(&cfg.Momentum, "momentum", cfg.Momentum, "Nesterov momentum")
 	fs.Float64Var(&cfg.WeightDecay, "wd", cfg.WeightDecay, "weight decay")
@@ -83,6 +98,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of initialization, data order, augmentation and mixup")
 	fs.Int64Var(&cfg.Opset, "opset", cfg.Opset, "ONNX opset of the graphs")
 	fs.IntVar(&cfg.KeepLast, "keep", cfg.KeepLast, "epoch checkpoints kept besides last and best")
+	fs.Float64Var(&cfg.BadLimit, "bad-limit", cfg.BadLimit, "fraction of unreadable images an epoch tolerates before stopping")
 	rt := addRuntimeFlags(fs)
 	if err := parse(fs, help, args, synopsis, stdout); err != nil {
 		return err
@@ -110,9 +126,24 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		}
 		cfg.Out = *resume
 	}
-	if *resume == "" && cfg.Recipe != "" && !fs.Changed("warmup-epochs") {
+	if *resume == "" && cfg.Recipe != "" && !fs.Changed("warmup-epochs") && cfg.WarmupEpochs > float64(cfg.Epochs)*5/120 {
 		// The paper warms up 5 of 120 epochs; a shorter run keeps the proportion.
-		cfg.WarmupEpochs = min(cfg.WarmupEpochs, float64(cfg.Epochs)*5/120)
+		cfg.WarmupEpochs = float64(cfg.Epochs) * 5 / 120
+		fmt.Fprintf(stderr, "note: warmup scaled to %.3g epochs (the paper's 5 of 120); give --warmup-epochs to choose\n", cfg.WarmupEpochs)
+	}
+	if *resume == "" {
+		if cfg.Data != "" {
+			abs, err := filepath.Abs(cfg.Data)
+			if err != nil {
+				return err
+			}
+			cfg.Data = abs // a resume from another directory finds the same data
+		}
+		if !*overwrite {
+			if _, err := os.Stat(filepath.Join(cfg.Out, "config.json")); err == nil {
+				return usageError{fmt.Errorf("%s already holds a run; continue it with --resume %s, or start over with --overwrite", cfg.Out, cfg.Out)}
+			}
+		}
 	}
 	cfg.Device, cfg.Threads = rt.device, rt.threads
 	if err := cfg.Validate(); err != nil {
@@ -122,18 +153,19 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "ortrain train: %s on %s (ONNX Runtime %s)\n", cfg.Model, cfg.Data, rtVersion())
-	cfg.Print(stderr)
 	tr := &training.Trainer{Config: cfg, Log: stderr}
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		tr.Prog = training.Progress{W: stderr, Terminal: true}
+		w, _, _ := term.GetSize(int(f.Fd()))
+		tr.Prog = training.Progress{W: stderr, Terminal: true, Width: w}
 	} else {
 		tr.Prog = training.Progress{W: stderr, Every: 50}
 	}
 	if err := tr.Setup(opts, *resume != ""); err != nil {
-		return err
+		return providerAdvice(err)
 	}
 	defer tr.Close()
+	fmt.Fprintf(stderr, "ortrain train: %s on %s (ONNX Runtime %s)\n", cfg.Model, cfg.Data, rtVersion())
+	cfg.Print(stderr)
 	if cfg.Teacher != "" {
 		// Its own session: own provider and threads, frozen.
 		topts := opts

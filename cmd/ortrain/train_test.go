@@ -240,6 +240,10 @@ func TestTrainBadInput(t *testing.T) {
 	if after, _ := os.ReadFile(ckpt); !bytes.Equal(before, after) {
 		t.Error("a failed resume changed the checkpoint")
 	}
+	// A new run into a folder that holds one is refused.
+	if code, stderr := run("--data", dir, "--out", out); code != 2 || !strings.Contains(lastLine(stderr), "already holds a run") {
+		t.Errorf("new run over an old one: exit %d, %q", code, lastLine(stderr))
+	}
 	// A resumed run keeps its configuration.
 	code, _, stderr = runCLI("train", "--resume", out, "--lr", "0.5")
 	if code != 2 || !strings.Contains(stderr, "--lr") {

@@ -343,3 +343,89 @@ func TestGoDecoderMatchesTurbo(t *testing.T) {
 		t.Logf("Go and libjpeg-turbo decodes differ by %.3f levels on average", mean)
 	}
 }
+
+// The random crop is resampled from the crop's own pixels, as torchvision's
+// crop-then-resize is (no filter taps outside the box, edges included).
+func TestCropMatchesPIL(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.png")
+	writeImage(t, src, testImage(300, 200, 11))
+	img, err := DecodeFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boxes := [][4]int{{10, 20, 150, 100}, {0, 0, 300, 200}, {250, 150, 40, 50}, {37, 11, 61, 170}}
+	var lines []string
+	for _, b := range boxes {
+		lines = append(lines, fmt.Sprintf("%s %d %d %d %d 64", src, b[0], b[1], b[2], b[3]))
+	}
+	bf := filepath.Join(dir, "boxes.txt")
+	os.WriteFile(bf, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	out := t.TempDir()
+	testutil.RunOracle(t, "tv_crop.py", out, bf)
+	for i, b := range boxes {
+		px := resample(img, float64(b[0]), float64(b[1]), float64(b[0]+b[2]), float64(b[1]+b[3]), 64, 64, 0, 0, 64, 64)
+		want := testutil.ReadFloats(t, filepath.Join(out, fmt.Sprintf("%d.bin", i)))
+		var sum, worst float64
+		for j, v := range *px {
+			d := math.Abs(float64(v) - float64(want[j]))
+			sum += d
+			worst = math.Max(worst, d)
+		}
+		scratch.Put(px)
+		if mean := sum / float64(len(want)); mean > 0.6 || worst > 1.5 {
+			t.Errorf("box %v: differs from PIL's crop+resize by %.3f on average, %.2f at worst", b, mean, worst)
+		}
+	}
+}
+
+// Aspect ratios of crops that always fit are log-uniform: ten equal bins of
+// log(w/h) over [log 3/4, log 4/3] each get a tenth of the draws.
+func TestCropAspectLogUniform(t *testing.T) {
+	tf := NewTrainTransform(224)
+	tf.ScaleMax = 0.3 // every crop fits a square image
+	r := rand.New(rand.NewPCG(7, 7))
+	const n = 50000
+	var bins [10]int
+	lo, hi := math.Log(3.0/4), math.Log(4.0/3)
+	for i := 0; i < n; i++ {
+		_, _, w, h := tf.Crop(5000, 5000, r)
+		b := int(10 * (math.Log(float64(w)/float64(h)) - lo) / (hi - lo))
+		bins[min(max(b, 0), 9)]++
+	}
+	sigma := math.Sqrt(n * 0.1 * 0.9)
+	for i, c := range bins {
+		if math.Abs(float64(c)-n/10) > 4*sigma {
+			t.Errorf("bin %d holds %d of %d draws, want %d +- %.0f (log-uniform aspect)", i, c, n, n/10, 4*sigma)
+		}
+	}
+}
+
+func TestPaletteTransparencyKeepsColour(t *testing.T) {
+	pal := image.NewPaletted(image.Rect(0, 0, 2, 1), color.Palette{color.NRGBA{217, 219, 206, 0}, color.NRGBA{10, 20, 30, 255}})
+	pal.SetColorIndex(1, 0, 1)
+	p := filepath.Join(t.TempDir(), "p.png")
+	writeImage(t, p, pal)
+	img, err := DecodeFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := img.Pix[:6]; got[0] != 217 || got[1] != 219 || got[2] != 206 || got[3] != 10 {
+		t.Errorf("palette pixels %v, want the transparent entry's colour (217,219,206) then (10,20,30)", got)
+	}
+}
+
+func TestSymlinkedClassFolders(t *testing.T) {
+	real := t.TempDir()
+	for _, c := range []string{"a", "b"} {
+		os.MkdirAll(filepath.Join(real, c), 0o755)
+		writeImage(t, filepath.Join(real, c, "x.png"), testImage(40, 40, 1))
+	}
+	root := t.TempDir()
+	os.Symlink(filepath.Join(real, "a"), filepath.Join(root, "a"))
+	os.Symlink(filepath.Join(real, "b"), filepath.Join(root, "b"))
+	d, err := OpenFolder(root)
+	if err != nil || len(d.Classes) != 2 || len(d.Samples) != 2 {
+		t.Fatalf("linked class folders: %v %+v", err, d)
+	}
+}

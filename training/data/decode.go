@@ -22,8 +22,9 @@ const MaxPixels = 1 << 28
 
 // DecodeFile reads a JPEG or PNG file (by content, not name) as RGB.
 // Grayscale, CMYK, paletted, 16-bit and alpha images are converted to 8-bit
-// RGB as PIL's convert("RGB") does: alpha dropped, 16-bit values truncated to
-// their high byte.
+// RGB as PIL's convert("RGB") does: alpha dropped (a transparent palette
+// entry keeps its colour). 16-bit values keep their high byte, where PIL 9
+// clips 16-bit grayscale to 255: scaling is the faithful conversion.
 func DecodeFile(path string) (*RGB, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -116,6 +117,17 @@ func toRGB(img image.Image) *RGB {
 				i := y*m.Stride + 4*x
 				o := 3 * (y*w + x)
 				p[o], p[o+1], p[o+2] = m.Pix[i], m.Pix[i+1], m.Pix[i+2]
+			}
+		}
+	case *image.Paletted:
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				c := color.NRGBAModel.Convert(m.Palette[m.ColorIndexAt(r.Min.X+x, r.Min.Y+y)]).(color.NRGBA)
+				if rgba, ok := m.Palette[m.ColorIndexAt(r.Min.X+x, r.Min.Y+y)].(color.RGBA); ok && rgba.A == 0 {
+					c = color.NRGBA{rgba.R, rgba.G, rgba.B, 0} // PNG's tRNS keeps the RGB of a clear entry
+				}
+				o := 3 * (y*w + x)
+				p[o], p[o+1], p[o+2] = c.R, c.G, c.B
 			}
 		}
 	case *image.RGBA:

@@ -41,7 +41,12 @@ func OpenFolder(root string) (*Dataset, error) {
 	}
 	d := &Dataset{Root: root}
 	for _, e := range entries {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		// os.Stat follows symbolic links: a linked class folder counts, as
+		// in torchvision's ImageFolder.
+		if st, err := os.Stat(filepath.Join(root, e.Name())); err == nil && st.IsDir() {
 			d.Classes = append(d.Classes, e.Name())
 		}
 	}
@@ -56,7 +61,10 @@ func OpenFolder(root string) (*Dataset, error) {
 		}
 		n := 0
 		for _, f := range files {
-			if f.IsDir() || strings.HasPrefix(f.Name(), ".") || !imageExts[strings.ToLower(filepath.Ext(f.Name()))] {
+			if strings.HasPrefix(f.Name(), ".") || !imageExts[strings.ToLower(filepath.Ext(f.Name()))] {
+				continue
+			}
+			if st, err := os.Stat(filepath.Join(root, c, f.Name())); err != nil || st.IsDir() {
 				continue
 			}
 			d.Samples = append(d.Samples, Sample{Path: filepath.Join(root, c, f.Name()), Label: label})

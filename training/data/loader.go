@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"sort"
+	"strings"
 	"sync"
 )
 
@@ -16,12 +18,12 @@ type Batch struct {
 	N      int
 	Images []float32 // capacity x 3 x Size x Size
 	Labels []int
-	// Replaced counts samples that could not be decoded and were replaced
-	// by the next readable image of the epoch (training) or skipped
-	// (evaluation).
-	Replaced int
-	Err      error
-	release  func()
+	// Unreadable lists the files found unreadable while filling this batch
+	// (each file once per epoch). Training replaced them with the next
+	// readable image of the epoch; evaluation skipped them.
+	Unreadable []string
+	Err        error
+	release    func()
 }
 
 // Release hands the batch's buffers back to the loader.
@@ -120,7 +122,7 @@ func (l *Loader) Epoch(ctx context.Context, epoch, start int) (<-chan *Batch, er
 			case <-ctx.Done():
 				return
 			}
-			buf.Index, buf.Replaced, buf.Err = b, 0, nil
+			buf.Index, buf.Unreadable, buf.Err = b, buf.Unreadable[:0], nil
 			buf.release = func(x *Batch) func() { return func() { free <- x } }(buf)
 			lo := b * l.Batch
 			hi := min(lo+l.Batch, len(order))
@@ -134,12 +136,12 @@ func (l *Loader) Epoch(ctx context.Context, epoch, start int) (<-chan *Batch, er
 				go func() {
 					defer wg.Done()
 					for j := range jobs {
-						ok, replaced, err := l.fill(epoch, j.pos, order, buf.Images[j.slot*per:(j.slot+1)*per], &buf.Labels[j.slot], bad, &mu)
+						ok, newBad, err := l.fill(epoch, j.pos, order, buf.Images[j.slot*per:(j.slot+1)*per], &buf.Labels[j.slot], bad, &mu)
 						mu.Lock()
 						if err != nil && firstErr == nil {
 							firstErr = err
 						}
-						buf.Replaced += replaced
+						buf.Unreadable = append(buf.Unreadable, newBad...)
 						valid[j.slot] = ok
 						mu.Unlock()
 					}
@@ -168,7 +170,8 @@ func (l *Loader) Epoch(ctx context.Context, epoch, start int) (<-chan *Batch, er
 			nbad := len(bad)
 			mu.Unlock()
 			if firstErr == nil && float64(nbad) > badLimit*float64(len(order)) && nbad > 0 {
-				firstErr = fmt.Errorf("loader: %d unreadable images in %s so far this epoch, more than %.1f%% of its %d images", nbad, l.Data.Root, 100*badLimit, len(order))
+				firstErr = fmt.Errorf("loader: %d unreadable images in %s so far this epoch (%s), more than %.1f%% of its %d images",
+					nbad, l.Data.Root, firstPaths(bad, order, l.Data), 100*badLimit, len(order))
 			}
 			buf.Err = firstErr
 			select {
@@ -184,11 +187,29 @@ func (l *Loader) Epoch(ctx context.Context, epoch, start int) (<-chan *Batch, er
 	return out, nil
 }
 
+// firstPaths names up to three unreadable files.
+func firstPaths(bad map[int]bool, order []int, d *Dataset) string {
+	var ps []int
+	for p := range bad {
+		ps = append(ps, p)
+	}
+	sort.Ints(ps)
+	var names []string
+	for _, p := range ps[:min(3, len(ps))] {
+		names = append(names, d.Samples[order[p]].Path)
+	}
+	if len(ps) > 3 {
+		names = append(names, "...")
+	}
+	return strings.Join(names, ", ")
+}
+
 // fill decodes and transforms the sample at an epoch position into dst.
-// An unreadable image is recorded in bad; training then uses the next
-// readable image of the epoch order in its place (deterministically: which
-// files are unreadable does not depend on timing), evaluation skips it.
-func (l *Loader) fill(epoch, pos int, order []int, dst []float32, label *int, bad map[int]bool, mu *sync.Mutex) (ok bool, replaced int, err error) {
+// An unreadable image is recorded in bad (and returned, the first time);
+// training then uses the next readable image of the epoch order in its place
+// (deterministically: which files are unreadable does not depend on timing),
+// evaluation skips it.
+func (l *Loader) fill(epoch, pos int, order []int, dst []float32, label *int, bad map[int]bool, mu *sync.Mutex) (ok bool, newBad []string, err error) {
 	n := len(order)
 	for k := 0; k < n; k++ {
 		p := (pos + k) % n
@@ -196,9 +217,8 @@ func (l *Loader) fill(epoch, pos int, order []int, dst []float32, label *int, ba
 		known := bad[p]
 		mu.Unlock()
 		if known {
-			replaced++
 			if !l.Train {
-				return false, replaced, nil
+				return false, newBad, nil
 			}
 			continue
 		}
@@ -206,11 +226,13 @@ func (l *Loader) fill(epoch, pos int, order []int, dst []float32, label *int, ba
 		img, derr := DecodeFile(s.Path)
 		if derr != nil {
 			mu.Lock()
-			bad[p] = true
+			if !bad[p] {
+				bad[p] = true
+				newBad = append(newBad, s.Path)
+			}
 			mu.Unlock()
-			replaced++
 			if !l.Train {
-				return false, replaced, nil
+				return false, newBad, nil
 			}
 			continue
 		}
@@ -220,10 +242,10 @@ func (l *Loader) fill(epoch, pos int, order []int, dst []float32, label *int, ba
 			err = EvalTransform{Size: l.Size}.Apply(img, dst)
 		}
 		if err != nil {
-			return false, replaced, fmt.Errorf("%s: %w", s.Path, err)
+			return false, newBad, fmt.Errorf("%s: %w", s.Path, err)
 		}
 		*label = s.Label
-		return true, replaced, nil
+		return true, newBad, nil
 	}
-	return false, replaced, fmt.Errorf("loader: no readable image in %s", l.Data.Root)
+	return false, newBad, fmt.Errorf("loader: no readable image in %s", l.Data.Root)
 }

@@ -17,16 +17,19 @@ type taps struct {
 }
 
 // filterTaps computes, for output positions [from, to) of an axis of length
-// outLen that maps onto the source interval [lo, hi), the bilinear taps.
+// outLen that maps onto the source interval [lo, hi), the bilinear taps. The
+// taps stay inside [floor(lo), ceil(hi)): a crop is resampled from its own
+// pixels only, as torchvision's crop-then-resize does.
 func filterTaps(lo, hi float64, inLen, outLen, from, to int) []taps {
+	first, last := max(int(math.Floor(lo)), 0), min(int(math.Ceil(hi)), inLen)
 	scale := (hi - lo) / float64(outLen)
 	support := math.Max(scale, 1)
 	inv := 1 / support
 	out := make([]taps, 0, to-from)
 	for o := from; o < to; o++ {
 		center := lo + (float64(o)+0.5)*scale
-		xmin := max(int(center-support+0.5), 0)
-		xmax := min(int(center+support+0.5), inLen)
+		xmin := max(int(center-support+0.5), first)
+		xmax := min(int(center+support+0.5), last)
 		t := taps{start: xmin, w: make([]float32, 0, max(xmax-xmin, 1))}
 		var sum float64
 		ws := make([]float64, 0, xmax-xmin)
@@ -39,7 +42,7 @@ func filterTaps(lo, hi float64, inLen, outLen, from, to int) []taps {
 			sum += w
 		}
 		if sum == 0 { // degenerate box: take the nearest pixel
-			t.start = min(max(int(center), 0), inLen-1)
+			t.start = min(max(int(center), first), last-1)
 			t.w = append(t.w, 1)
 		} else {
 			for _, w := range ws {
