@@ -22,7 +22,9 @@ echo "# $(date -u +%F) $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; 
 common=(train --data "$work/data" --model resnet18d --image-size "$size" --epochs 1 --batch-size 32 --seed 1 --recipe tricks --keep 0)
 report() { python3 -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][-1]; print(f\"{sys.argv[2]}: {r['train_img_per_s']:.1f} img/s, teacher {r.get('teacher_ms_per_batch',0):.0f} ms/batch\")" "$1/metrics.jsonl" "$2"; }
 for round in 1 2; do
-  "$work/ortrain" "${common[@]}" --out "$work/none" >/dev/null 2>&1; report "$work/none" "round $round: no teacher"
-  "$work/ortrain" "${common[@]}" --out "$work/seq" --teacher "$work/teacher.onnx" >/dev/null 2>&1; report "$work/seq" "round $round: teacher, sequential"
-  "$work/ortrain" "${common[@]}" --out "$work/ovl" --teacher "$work/teacher.onnx" --teacher-overlap >/dev/null 2>&1; report "$work/ovl" "round $round: teacher, overlapped"
+  "$work/ortrain" "${common[@]}" --out "$work/none$round" >/dev/null; report "$work/none$round" "round $round: no teacher"
+  "$work/ortrain" "${common[@]}" --out "$work/seq$round" --teacher "$work/teacher.onnx" >/dev/null; report "$work/seq$round" "round $round: teacher, sequential"
+  "$work/ortrain" "${common[@]}" --out "$work/ovl$round" --teacher "$work/teacher.onnx" --teacher-overlap >/dev/null; report "$work/ovl$round" "round $round: teacher, overlapped"
+  "$work/ortrain" "${common[@]}" --out "$work/ovl1$round" --teacher "$work/teacher.onnx" --teacher-overlap --threads 1 --teacher-threads 1 >/dev/null
+  report "$work/ovl1$round" "round $round: teacher, overlapped, one thread each"
 done

@@ -6,13 +6,13 @@
 # top-5, train img/s.
 #
 #   scripts/distill_experiment.sh [DATA] [SIZE] [TEACHER_EPOCHS] [STUDENT_EPOCHS] [SEED]
-#   (default ../shared/data/imagenette 64 12 12 1)
+#   (default ../shared/data/imagenette 64 10 10 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data/imagenette}
 size=${2:-64}
-te=${3:-12}
-se=${4:-12}
+te=${3:-10}
+se=${4:-10}
 seed=${5:-1}
 results=${RESULTS:-docs/results/distill.tsv}
 mkdir -p bin runs "$(dirname "$results")"
@@ -29,11 +29,11 @@ print('\t'.join([sys.argv[2], sys.argv[3], sys.argv[4], str(r['epoch']), sys.arg
 }
 [ -s "$results" ] || printf 'run\tmodel\tteacher\tepochs\tsize\tval_top1\tval_top5\ttrain_img_per_s\n' > "$results"
 if [ ! -f "$run/teacher/model.onnx" ]; then
-  bin/ortrain train "${common[@]}" --model resnet50d --epochs "$te" --out "$run/teacher"
+  bin/ortrain train "${common[@]}" --model resnet50d --epochs "$te" --out "$run/teacher" --overwrite
 fi
 record "$run/teacher" "teacher-s$seed" resnet50d - 
-bin/ortrain train "${common[@]}" --model resnet18d --epochs "$se" --out "$run/student"
+bin/ortrain train "${common[@]}" --model resnet18d --epochs "$se" --out "$run/student" --overwrite
 record "$run/student" "student-s$seed" resnet18d none
-bin/ortrain train "${common[@]}" --model resnet18d --epochs "$se" --out "$run/student-kd" \
+bin/ortrain train "${common[@]}" --model resnet18d --epochs "$se" --out "$run/student-kd" --overwrite \
   --teacher "$run/teacher/model.onnx" --kd-temperature 20 --kd-hard-weight 0.5
 record "$run/student-kd" "student-kd-s$seed" resnet18d resnet50d

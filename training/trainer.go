@@ -315,6 +315,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 			}
 			return ErrInterrupted
 		}
+		trainSec := time.Since(start).Seconds() // the rate is of training alone
 		ev, err := t.Evaluate()
 		if err != nil {
 			return err
@@ -324,7 +325,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 		rec := EpochRecord{Epoch: epoch + 1, Step: t.meta.Step, LR: t.sched.LR(max(t.meta.Step-1, 0)),
 			TrainLoss: sums.Loss / nb, TrainTop1: float64(sums.Correct) / math.Max(float64(sums.Seen), 1),
 			ValTop1: top1, ValTop5: top5, ValLoss: vloss,
-			ImagesPerS: float64(sums.Images-resumedImages) / time.Since(start).Seconds(), // this process's images
+			ImagesPerS: float64(sums.Images-resumedImages) / trainSec, // this process's images
 			Skipped:    sums.Skipped, Unreadable: sums.Unreadable, Seconds: time.Since(start).Seconds()}
 		if t.Teacher != nil {
 			rec.TrainHard, rec.TrainSoft = sums.Hard/nb, sums.Soft/nb
