@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The paper's ablations (Tables 4 to 6) at small scale on Imagenette
+# (issue "first run and ablations"): one named row at a time, appending a
+# line to RESULTS (default docs/results/ablation.tsv), so rows can be run
+# separately and with several seeds.
+#
+#   scripts/ablation.sh ROW [SEED] [DATA]
+#
+# Rows (each builds on the one before it, as in the paper):
+#   baseline     resnet50, batch 64, lr 0.1 x 64/256, step decay x0.1 at 25/50/75%, NAG 0.9, wd 1e-4
+#   efficient    + batch 128 with linear scaling, warmup, zero-gamma, no-bias-decay, FP16
+#   resnet50b    efficient on ResNet-50-B
+#   resnet50c    efficient on ResNet-50-C
+#   resnet50d    efficient on ResNet-50-D
+#   cosine       resnet50d + cosine decay
+#   smoothing    cosine + label smoothing 0.1
+#   distill      smoothing + distillation from a ResNet-101-D teacher trained by ortrain (T=20)
+#   mixup        smoothing + mixup 0.2
+#   distill-mixup  mixup + distillation
+# Scale (chosen so that a row takes about 30 minutes on the 2-core machine):
+# 64x64 images, 10 epochs; the teacher (trained once per seed) 10 epochs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+row=${1:?usage: scripts/ablation.sh ROW [SEED] [DATA]}
+seed=${2:-1}
+data=${3:-../shared/data/imagenette}
+size=${SIZE:-64}
+epochs=${EPOCHS:-10}
+results=${RESULTS:-docs/results/ablation.tsv}
+mkdir -p bin runs/ablation "$(dirname "$results")"
+go build -o bin/ortrain ./cmd/ortrain
+base=(--data "$data" --image-size "$size" --epochs "$epochs" --seed "$seed" --lr-base 0.1 --keep 0 --overwrite)
+efficient=(--batch-size 128 --warmup-epochs 1 --zero-gamma --no-bias-decay --fp16)
+teacher=runs/ablation/teacher-s$seed
+need_teacher() {
+  if [ ! -f "$teacher/model.onnx" ]; then
+    bin/ortrain train --data "$data" --image-size "$size" --epochs "$epochs" --seed "$seed" --keep 0 --overwrite \
+      --model resnet101d --recipe tricks --batch-size 128 --out "$teacher"
+  fi
+}
+case "$row" in
+  baseline) args=(--model resnet50 --batch-size 64 --lr-mode step) ;;
+  efficient) args=(--model resnet50 "${efficient[@]}" --lr-mode step) ;;
+  resnet50b|resnet50c|resnet50d) args=(--model "$row" "${efficient[@]}" --lr-mode step) ;;
+  cosine) args=(--model resnet50d "${efficient[@]}" --lr-mode cosine) ;;
+  smoothing) args=(--model resnet50d "${efficient[@]}" --lr-mode cosine --label-smoothing 0.1) ;;
+  distill) need_teacher; args=(--model resnet50d "${efficient[@]}" --lr-mode cosine --label-smoothing 0.1 --teacher "$teacher/model.onnx" --kd-temperature 20) ;;
+  mixup) args=(--model resnet50d "${efficient[@]}" --lr-mode cosine --label-smoothing 0.1 --mixup-alpha 0.2) ;;
+  distill-mixup) need_teacher; args=(--model resnet50d "${efficient[@]}" --lr-mode cosine --label-smoothing 0.1 --mixup-alpha 0.2 --teacher "$teacher/model.onnx" --kd-temperature 20) ;;
+  *) echo "ablation: unknown row $row" >&2; exit 2 ;;
+esac
+out=runs/ablation/$row-s$seed
+start=$(date +%s)
+bin/ortrain train "${base[@]}" "${args[@]}" --out "$out"
+[ -s "$results" ] || printf 'row\tseed\tepochs\tsize\tval_top1\tval_top5\tminutes\tcommand\n' > "$results"
+python3 - "$out" "$row" "$seed" "$epochs" "$size" "$(( ($(date +%s) - start) / 60 ))" "scripts/ablation.sh $row $seed" >> "$results" <<'PY'
+import json, sys
+out, row, seed, epochs, size, minutes, cmd = sys.argv[1:]
+r = [json.loads(l) for l in open(out + "/metrics.jsonl")][-1]
+print("\t".join([row, seed, epochs, size, "%.4f" % r["val_top1"], "%.4f" % r["val_top5"], minutes, cmd]))
+PY
+tail -1 "$results"
