@@ -303,3 +303,39 @@ func TestDistillEndToEnd(t *testing.T) {
 		t.Errorf("a refused teacher still left checkpoints: %v", entries)
 	}
 }
+
+// Corrupt, truncated and zero-byte images in the data: the run replaces and
+// reports them (epoch line, metrics), and fails with a clear message when
+// they exceed --bad-limit.
+func TestUnreadableImages(t *testing.T) {
+	testutil.InitORT(t)
+	dir := fashion(t, 10, 4)
+	good, _ := os.ReadFile(filepath.Join(dir, "train", "1-trouser", "2.png"))
+	bad := map[string][]byte{"zero.png": nil, "truncated.png": good[:len(good)/2], "corrupt.jpg": []byte("not a jpeg at all"),
+		"zero2.png": nil, "corrupt2.jpg": []byte{0xff, 0xd8, 0xff, 0xe0, 1, 2, 3}}
+	for name, b := range bad {
+		os.WriteFile(filepath.Join(dir, "train", "0-tshirt-top", name), b, 0o644)
+	}
+	// 105 images in batches of 7: every one is read in the epoch.
+	args := []string{"train", "--data", dir, "--model", "resnet18", "--image-size", "32", "--epochs", "1", "--batch-size", "7", "--workers", "2"}
+	out := filepath.Join(t.TempDir(), "run")
+	code, _, stderr := runCLI(append(args, "--out", out, "--bad-limit", "0.05")...)
+	if code != 0 {
+		t.Fatalf("5 of 105 unreadable under a 5%% limit: exit %d\n%s", code, stderr)
+	}
+	hist, _ := training.ReadMetrics(out)
+	named := 0
+	for name := range bad {
+		if strings.Contains(stderr, name) {
+			named++
+		}
+	}
+	if len(hist) != 1 || hist[0].Unreadable != 5 || !strings.Contains(stderr, "5 unreadable images replaced") || named < 3 {
+		t.Errorf("unreadable images not reported (%d named): %+v\n%s", named, hist, stderr)
+	}
+	code, _, stderr = runCLI(append(args, "--out", filepath.Join(t.TempDir(), "run2"), "--bad-limit", "0.01")...)
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code == 0 || !strings.Contains(lines[len(lines)-1], "unreadable images") {
+		t.Errorf("over the limit: exit %d, %q", code, lines[len(lines)-1])
+	}
+}
