@@ -341,29 +341,10 @@ func inferConv(g *Graph, n *Node) error {
 	if err := needInputs(n, 2, 3); err != nil {
 		return err
 	}
-	x, w := n.Inputs[0], n.Inputs[1]
-	if err := needRank(x, "input", 3); err != nil {
-		return err
-	}
-	if err := needRank(w, "weight", 3); err != nil {
-		return err
-	}
-	if x.DType != w.DType {
-		return fmt.Errorf("input %v and weight %v types differ", x.DType, w.DType)
-	}
-	k := x.Shape.Rank() - 2
-	if w.Shape.Rank() != k+2 {
-		return fmt.Errorf("weight %v does not fit input %v", w.Shape, x.Shape)
-	}
-	kernel := n.Ints("kernel_shape")
-	if kernel == nil {
-		kernel = w.Shape[2:].Ints()
-	}
-	sp, err := readSpatial(n, k, kernel)
+	x, w, k, sp, group, err := convPrologue(n)
 	if err != nil {
 		return err
 	}
-	group := n.Int("group", 1)
 	if x.Shape[1].Known() && w.Shape[1].Known() && x.Shape[1].Size != w.Shape[1].Size*group {
 		return fmt.Errorf("input has %d channels, weight %v with group %d wants %d", x.Shape[1].Size, w.Shape, group, w.Shape[1].Size*group)
 	}
@@ -385,6 +366,38 @@ func inferConv(g *Graph, n *Node) error {
 	return nil
 }
 
+// convPrologue reads and checks what Conv and ConvTranspose share: input and
+// weight of matching rank and type, the window attributes, the group.
+func convPrologue(n *Node) (x, w *Value, k int, sp spatial, group int64, err error) {
+	x, w = n.Inputs[0], n.Inputs[1]
+	if err = needRank(x, "input", 3); err != nil {
+		return
+	}
+	if err = needRank(w, "weight", 3); err != nil {
+		return
+	}
+	if x.DType != w.DType {
+		err = fmt.Errorf("input %v and weight %v types differ", x.DType, w.DType)
+		return
+	}
+	k = x.Shape.Rank() - 2
+	if w.Shape.Rank() != k+2 {
+		err = fmt.Errorf("weight %v does not fit input %v", w.Shape, x.Shape)
+		return
+	}
+	kernel := n.Ints("kernel_shape")
+	if kernel == nil {
+		kernel = w.Shape[2:].Ints()
+	}
+	if sp, err = readSpatial(n, k, kernel); err != nil {
+		return
+	}
+	if group = n.Int("group", 1); group < 1 {
+		err = fmt.Errorf("group must be positive, got %d", group)
+	}
+	return
+}
+
 func optInput(n *Node, i int) *Value {
 	if i < len(n.Inputs) {
 		return n.Inputs[i]
@@ -396,29 +409,11 @@ func inferConvTranspose(g *Graph, n *Node) error {
 	if err := needInputs(n, 2, 3); err != nil {
 		return err
 	}
-	x, w := n.Inputs[0], n.Inputs[1]
-	if err := needRank(x, "input", 3); err != nil {
-		return err
-	}
-	k := x.Shape.Rank() - 2
-	if w.Shape.Rank() != k+2 {
-		return fmt.Errorf("weight %v does not fit input %v", w.Shape, x.Shape)
-	}
-	if x.DType != w.DType {
-		return fmt.Errorf("input %v and weight %v types differ", x.DType, w.DType)
-	}
-	kernel := n.Ints("kernel_shape")
-	if kernel == nil {
-		kernel = w.Shape[2:].Ints()
-	}
-	sp, err := readSpatial(n, k, kernel)
+	x, w, k, sp, group, err := convPrologue(n)
 	if err != nil {
 		return err
 	}
-	group := n.Int("group", 1)
-	if group < 1 {
-		return fmt.Errorf("group must be positive, got %d", group)
-	}
+	kernel := sp.kernel
 	if x.Shape[1].Known() && w.Shape[0].Known() && x.Shape[1].Size != w.Shape[0].Size {
 		return fmt.Errorf("input has %d channels, weight %v wants %d", x.Shape[1].Size, w.Shape, w.Shape[0].Size)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ortrain/ortrain/internal/testutil"
 	"github.com/ortrain/ortrain/models"
+	"github.com/ortrain/ortrain/training/data"
 	"github.com/ortrain/ortrain/runtime"
 )
 
@@ -93,5 +94,13 @@ func TestExport(t *testing.T) {
 	_, _, err := Export(state, ExportOptions{Model: mo})
 	if err == nil || !strings.Contains(err.Error(), "layer2.1.bn1.running_var") || !strings.Contains(err.Error(), "fc.bias (has 3 values") {
 		t.Errorf("incomplete state: %v", err)
+	}
+}
+
+// The model's input contract and the pipeline's normalization are written
+// in two packages that must not import each other; they must agree.
+func TestNormalizationAgrees(t *testing.T) {
+	if models.Mean != data.Mean || models.Std != data.Std {
+		t.Fatalf("models %v/%v, data %v/%v", models.Mean, models.Std, data.Mean, data.Std)
 	}
 }

@@ -58,6 +58,20 @@ func asClassifier(sess *runtime.Session, path string, sizeFlag int) (*classifier
 	return c, nil
 }
 
+// openClassifier loads a model and checks that it is an image classifier.
+func openClassifier(rt *rtFlags, model string, size int, stderr io.Writer) (*classifier, error) {
+	sess, err := rt.open(model, stderr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := asClassifier(sess, model, size)
+	if err != nil {
+		sess.Destroy()
+		return nil, err
+	}
+	return c, nil
+}
+
 func (c *classifier) name(i int) string {
 	if i < len(c.classes) {
 		return c.classes[i]
@@ -78,15 +92,11 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() == 0 {
 		return usageError{fmt.Errorf("give one or more image files")}
 	}
-	sess, err := rt.open(*model, stderr)
+	c, err := openClassifier(rt, *model, *size, stderr)
 	if err != nil {
 		return err
 	}
-	defer sess.Destroy()
-	c, err := asClassifier(sess, *model, *size)
-	if err != nil {
-		return err
-	}
+	defer c.sess.Destroy()
 	per := 3 * c.size * c.size
 	buf := make([]float32, per)
 	failed := 0
@@ -181,15 +191,11 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	root := ds.Root
-	sess, err := rt.open(*model, stderr)
+	c, err := openClassifier(rt, *model, *size, stderr)
 	if err != nil {
 		return err
 	}
-	defer sess.Destroy()
-	c, err := asClassifier(sess, *model, *size)
-	if err != nil {
-		return err
-	}
+	defer c.sess.Destroy()
 	if c.k != len(ds.Classes) {
 		return fmt.Errorf("%s has %d classes, %s has %d", *model, c.k, root, len(ds.Classes))
 	}
@@ -203,7 +209,7 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	}
 	l := &data.Loader{Data: ds, Batch: *batch, Size: c.size, Workers: *workers}
 	l.BadLimit = 1 // evaluation reports unreadable images instead of stopping
-	res, err := training.EvaluateBatches(l, sess, make([]*runtime.Tensor, 1), c.k)
+	res, err := training.EvaluateBatches(l, c.sess, make([]*runtime.Tensor, 1), c.k)
 	if err != nil {
 		return err
 	}

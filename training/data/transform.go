@@ -6,7 +6,8 @@ import (
 	"math/rand/v2"
 )
 
-// Normalization of the seed (RGB, 0-255 scale).
+// Normalization of the seed (RGB, 0-255 scale); models.Mean and models.Std
+// state the same contract for the networks (a test keeps them equal).
 var (
 	Mean = [3]float32{123.68, 116.779, 103.939}
 	Std  = [3]float32{58.393, 57.12, 57.375}
