@@ -111,6 +111,14 @@ func gradCases() []gradCase {
 		{name: "taps_plane576", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 1, 1, 1}, []int64{1, 1}, 1),
 			shapes: [][]int64{{2, 16, 24, 24}, {8, 16, 3, 3}}, wrt: []int{0, 1},
 			build: conv(nil, []int64{1, 1, 1, 1}, nil, 1)},
+		// Stride 1: the input gradient as a convolution with the flipped
+		// kernel; rectangular kernels, asymmetric padding, dilation.
+		{name: "conv3x2s1_asympad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{2, 0, 1, 1}, []int64{1, 1}, 1),
+			shapes: [][]int64{{2, 5, 7, 6}, {4, 5, 3, 2}}, wrt: []int{0, 1},
+			build: conv(nil, []int64{2, 0, 1, 1}, nil, 1)},
+		{name: "taps_conv3x3s1p2dil2", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{2, 2, 2, 2}, []int64{2, 2}, 1),
+			shapes: [][]int64{{2, 16, 9, 8}, {6, 16, 3, 3}}, wrt: []int{0, 1},
+			build: conv(nil, []int64{2, 2, 2, 2}, []int64{2, 2}, 1)},
 		{name: "taps_conv7x7s2p3", op: "Conv", attrs: convAttrs([]int64{2, 2}, []int64{3, 3, 3, 3}, []int64{1, 1}, 1),
 			shapes: [][]int64{{2, 16, 11, 12}, {4, 16, 7, 7}}, wrt: []int{0, 1},
 			build: conv([]int64{2, 2}, []int64{3, 3, 3, 3}, nil, 1)},

@@ -49,6 +49,19 @@ func TestConvAndPoolShapes(t *testing.T) {
 	if got := s.Shape.String(); got != "(16)" {
 		t.Errorf("reduce: %s", got)
 	}
+	// Slices with ONNX's clamping, negative steps included (x is 15 wide).
+	for _, c := range []struct {
+		start, end, step int64
+		want             string
+	}{
+		{0, 100, 2, "(N,8,8,15)"}, {-1, -16, -1, "(N,8,15,15)"}, {-1, -100, -2, "(N,8,8,15)"},
+		{14, 0, -1, "(N,8,14,15)"}, {100, 5, -3, "(N,8,3,15)"}, {3, 3, -1, "(N,8,0,15)"}, {-100, 5, -1, "(N,8,0,15)"},
+	} {
+		sl := g.SliceSteps(x, []int64{c.start}, []int64{c.end}, []int64{2}, []int64{c.step})
+		if got := sl.Shape.String(); got != c.want {
+			t.Errorf("slice %d:%d:%d: %s, want %s", c.start, c.end, c.step, got, c.want)
+		}
+	}
 	if err := g.Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -872,22 +872,32 @@ func inferSlice(g *Graph, n *Node) error {
 		if err != nil {
 			return err
 		}
-		if steps[i] < 1 {
-			return fmt.Errorf("only positive steps are supported, got %d", steps[i])
+		if steps[i] == 0 {
+			return fmt.Errorf("step 0 on axis %d", axes[i])
 		}
 		d := x.Shape[ax]
 		if !d.Known() {
 			out[ax] = Unknown()
 			continue
 		}
-		clamp := func(v int64) int64 {
+		// ONNX's clamping: starts and ends to [0, dim] for positive steps;
+		// for negative ones starts to [0, dim-1] and ends to [-1, dim-1] (an
+		// end of -1 then means "past the first element").
+		clamp := func(v, lo, hi int64) int64 {
 			if v < 0 {
 				v += d.Size
 			}
-			return min(max(v, 0), d.Size)
+			return min(max(v, lo), hi)
 		}
-		s, e := clamp(starts[i]), clamp(ends[i])
-		out[ax] = D(max((e-s+steps[i]-1)/steps[i], 0))
+		s, e := clamp(starts[i], 0, d.Size), clamp(ends[i], 0, d.Size)
+		if steps[i] < 0 {
+			s, e = clamp(starts[i], 0, d.Size-1), clamp(ends[i], -1, d.Size-1)
+		}
+		if steps[i] > 0 {
+			out[ax] = D(max((e-s+steps[i]-1)/steps[i], 0))
+		} else {
+			out[ax] = D(max((s-e-steps[i]-1)/-steps[i], 0))
+		}
 	}
 	setOut(n, 0, x.DType, out)
 	return nil

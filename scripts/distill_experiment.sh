@@ -29,7 +29,13 @@ print('\t'.join([sys.argv[2], sys.argv[3], sys.argv[4], str(r['epoch']), sys.arg
 }
 [ -s "$results" ] || printf 'run\tmodel\tteacher\tepochs\tsize\tval_top1\tval_top5\ttrain_img_per_s\n' > "$results"
 if [ ! -f "$run/teacher/model.onnx" ]; then
-  bin/ortrain train "${common[@]}" --model resnet50d --epochs "$te" --out "$run/teacher" --overwrite
+  # An interrupted teacher run continues from its last checkpoint
+  # (bit-identical to an uninterrupted one) instead of starting over.
+  if [ -f "$run/teacher/checkpoints/last.ckpt" ]; then
+    bin/ortrain train --resume "$run/teacher"
+  else
+    bin/ortrain train "${common[@]}" --model resnet50d --epochs "$te" --out "$run/teacher" --overwrite
+  fi
 fi
 record "$run/teacher" "teacher-s$seed" resnet50d - 
 bin/ortrain train "${common[@]}" --model resnet18d --epochs "$se" --out "$run/student" --overwrite

@@ -7,8 +7,8 @@ import (
 
 	"github.com/ortrain/ortrain/internal/testutil"
 	"github.com/ortrain/ortrain/models"
-	"github.com/ortrain/ortrain/training/data"
 	"github.com/ortrain/ortrain/runtime"
+	"github.com/ortrain/ortrain/training/data"
 )
 
 // A trained state exported as an inference model gives PyTorch's eval-mode

@@ -116,8 +116,16 @@ func runStepOracle(t *testing.T, r oracleRun) {
 	testutil.RunOracle(t, "train_step_torch.py", args...)
 	want := testutil.ReadFloats(t, out+".losses.bin")
 	for i := range losses {
-		if e := math.Abs(float64(losses[i]-want[i])) / math.Abs(float64(want[i])); e > 1e-5 {
-			t.Errorf("step %d loss %.7g, PyTorch %.7g: relative error %.3g > 1e-5", i+1, losses[i], want[i], e)
+		// The bar: the loss to 1e-5 after one step; later steps
+		// (whose state the test holds to 1e-3) to 1e-4, since two float32
+		// programs that sum in different orders drift apart step by step,
+		// fastest in the plain-init run, whose loss grows to ~27.
+		tol := 1e-5
+		if i > 0 {
+			tol = 1e-4
+		}
+		if e := math.Abs(float64(losses[i]-want[i])) / math.Abs(float64(want[i])); e > tol {
+			t.Errorf("step %d loss %.7g, PyTorch %.7g: relative error %.3g > %g", i+1, losses[i], want[i], e, tol)
 		}
 	}
 	shapes := step.StateShapes()
