@@ -119,7 +119,7 @@ func gradConv(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 		out[0] = g.ConvTranspose(d, w, nil, o)
 	}
 	if need[1] && group == 1 && k == 2 && x.Shape[1].Size >= 16 {
-		out[1] = convWeightGradTaps(g, x, d, kernel, sp)
+		out[1] = convWeightGradTaps(g, x, d, kernel, sp, sp.strides[0] == 1 && sp.strides[1] == 1)
 	} else if need[1] {
 		nb, ci := x.Shape[0].Size, x.Shape[1].Size
 		perm := []int64{1, 0}
@@ -171,40 +171,78 @@ func gradConv(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 // Ho*Wo < 512) the batch is folded into the reduction dimension instead, by
 // transposing dY and the input once, because a GEMM whose inner dimension is
 // a 7x7 plane runs at a fraction of the machine's speed.
-func convWeightGradTaps(g *Graph, x, d *Value, kernel []int64, sp spatial) *Value {
+//
+// Each tap pairs dY with the input shifted by the tap's offset. With stride 1
+// the shift is applied to dY instead, by a Pad whose negative entries crop
+// (ONNX's Pad allows them): the input is then used as it is, with no padded
+// copy, and the centre tap of a padded kernel needs no copy at all, which
+// is up to 1.3 times faster on ResNet's 3x3 planes
+// (BenchmarkKernelWeightGrad3x3). With a larger stride the taps are strided
+// slices of the padded input.
+//
+// shift chooses the dY shifts; it must only be true with stride 1.
+func convWeightGradTaps(g *Graph, x, d *Value, kernel []int64, sp spatial, shift bool) *Value {
 	n, ci := x.Shape[0].Size, x.Shape[1].Size
+	h, w := x.Shape[2].Size, x.Shape[3].Size
 	co, ho, wo := d.Shape[1].Size, d.Shape[2].Size, d.Shape[3].Size
 	fold := ho*wo < 512
-	xp := x
+	xp, dt := x, d
 	if fold {
 		xp = g.Transpose(x, 1, 0, 2, 3) // (Ci, N, H, W)
+		dt = g.Transpose(d, 1, 0, 2, 3) // (Co, N, Ho, Wo)
 	}
-	if sp.padsBegin[0]+sp.padsBegin[1]+sp.padsEnd[0]+sp.padsEnd[1] > 0 {
+	if !shift && sp.padsBegin[0]+sp.padsBegin[1]+sp.padsEnd[0]+sp.padsEnd[1] > 0 {
 		xp = g.Pad(xp, []int64{0, 0, sp.padsBegin[0], sp.padsBegin[1], 0, 0, sp.padsEnd[0], sp.padsEnd[1]}, 0)
 	}
-	var dyr *Value
-	if fold {
-		dyr = g.Reshape(g.Transpose(d, 1, 0, 2, 3), co, n*ho*wo)
-	} else {
-		dyr = g.Reshape(d, n, co, ho*wo)
+	// lhs and rhs are the tap's MatMul operands: dY (Co, K) or (N, Co, K), and
+	// the input transposed, (K, Ci) or (N, K, Ci).
+	lhs := func(v *Value) *Value {
+		plane := v.Shape[2].Size * v.Shape[3].Size
+		if fold {
+			return g.Reshape(v, co, n*plane)
+		}
+		return g.Reshape(v, n, co, plane)
 	}
-	whole := kernel[0] == 1 && kernel[1] == 1 && sp.strides[0] == 1 && sp.strides[1] == 1 &&
-		xp.Shape[2].Size == ho && xp.Shape[3].Size == wo
+	rhs := func(v *Value) *Value {
+		plane := v.Shape[2].Size * v.Shape[3].Size
+		// ONNX Runtime fuses these Transposes into the MatMuls.
+		if fold {
+			return g.Transpose(g.Reshape(v, ci, n*plane), 1, 0)
+		}
+		return g.Transpose(g.Reshape(v, n, ci, plane), 0, 2, 1)
+	}
+	var dyWhole, xWhole *Value
 	var taps []*Value
 	for kh := int64(0); kh < kernel[0]; kh++ {
 		for kw := int64(0); kw < kernel[1]; kw++ {
-			xs := xp
-			if !whole {
-				h0, w0 := kh*sp.dilations[0], kw*sp.dilations[1]
-				xs = g.SliceSteps(xp, []int64{h0, w0}, []int64{h0 + (ho-1)*sp.strides[0] + 1, w0 + (wo-1)*sp.strides[1] + 1},
-					[]int64{2, 3}, sp.strides)
-			}
-			// ONNX Runtime fuses these Transposes into the MatMuls.
-			var tap *Value
-			if fold {
-				tap = g.MatMul(dyr, g.Transpose(g.Reshape(xs, ci, n*ho*wo), 1, 0)) // (Co, Ci)
+			h0, w0 := kh*sp.dilations[0], kw*sp.dilations[1]
+			var a, b *Value
+			if shift {
+				// dY index i meets input index i + s: shift dY by s.
+				sh, sw := h0-sp.padsBegin[0], w0-sp.padsBegin[1]
+				if xWhole == nil {
+					xWhole = rhs(xp)
+				}
+				b = xWhole
+				if sh == 0 && sw == 0 && h == ho && w == wo {
+					if dyWhole == nil {
+						dyWhole = lhs(dt)
+					}
+					a = dyWhole
+				} else {
+					a = lhs(g.Pad(dt, []int64{0, 0, sh, sw, 0, 0, h - ho - sh, w - wo - sw}, 0))
+				}
 			} else {
-				tap = g.ReduceSum(g.MatMul(dyr, g.Transpose(g.Reshape(xs, n, ci, ho*wo), 0, 2, 1)), []int64{0}, false)
+				if dyWhole == nil {
+					dyWhole = lhs(dt)
+				}
+				a = dyWhole
+				b = rhs(g.SliceSteps(xp, []int64{h0, w0}, []int64{h0 + (ho-1)*sp.strides[0] + 1, w0 + (wo-1)*sp.strides[1] + 1},
+					[]int64{2, 3}, sp.strides))
+			}
+			tap := g.MatMul(a, b) // (Co, Ci) or (N, Co, Ci)
+			if !fold {
+				tap = g.ReduceSum(tap, []int64{0}, false)
 			}
 			taps = append(taps, g.Unsqueeze(tap, 2))
 		}

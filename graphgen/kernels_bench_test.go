@@ -121,3 +121,21 @@ func BenchmarkKernelReluGrad(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkKernelWeightGrad3x3: the weight gradient of a 3x3 stride-1
+// convolution from shifted copies of dY (the rule) or from shifted slices of
+// the padded input.
+func BenchmarkKernelWeightGrad3x3(b *testing.B) {
+	sp := spatial{kernel: []int64{3, 3}, strides: []int64{1, 1}, dilations: []int64{1, 1}, padsBegin: []int64{1, 1}, padsEnd: []int64{1, 1}}
+	for _, p := range resnet50Planes {
+		shapes := [][]int64{{16, p.c, p.hw, p.hw}, {16, p.c, p.hw, p.hw}}
+		for _, shift := range []bool{true, false} {
+			name := map[bool]string{true: "ShiftedDY", false: "InputSlices"}[shift]
+			b.Run(fmt.Sprintf("%s/%dx%d", name, p.c, p.hw), func(b *testing.B) {
+				benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+					return []*Value{convWeightGradTaps(g, in[0], in[1], []int64{3, 3}, sp, shift)}
+				})
+			})
+		}
+	}
+}
