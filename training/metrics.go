@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 
 	"github.com/ortrain/ortrain/graphgen"
@@ -90,48 +90,60 @@ func WriteMetrics(dir string, hist []EpochRecord) error {
 	plots := []struct {
 		file, title, y string
 		legendTop      bool // loss and lr fall: their upper right is free; accuracy rises
-		lines          map[string]func(EpochRecord) float64
+		lines          []Curve
 	}{
-		{"loss.png", "Loss", "loss", true, map[string]func(EpochRecord) float64{
-			"train": func(r EpochRecord) float64 { return r.TrainLoss }, "val": func(r EpochRecord) float64 { return r.ValLoss }}},
-		{"accuracy.png", "Validation accuracy", "accuracy (%)", false, map[string]func(EpochRecord) float64{
-			"top-1": func(r EpochRecord) float64 { return 100 * r.ValTop1 }, "top-5": func(r EpochRecord) float64 { return 100 * r.ValTop5 }}},
-		{"lr.png", "Learning rate (end of epoch)", "lr", true, map[string]func(EpochRecord) float64{
-			"lr": func(r EpochRecord) float64 { return r.LR }}},
+		{"loss.png", "Loss", "loss", true, []Curve{
+			{"train", series(func(r EpochRecord) float64 { return r.TrainLoss })},
+			{"val", series(func(r EpochRecord) float64 { return r.ValLoss })}}},
+		{"accuracy.png", "Validation accuracy", "accuracy (%)", false, []Curve{
+			{"top-1", series(func(r EpochRecord) float64 { return 100 * r.ValTop1 })},
+			{"top-5", series(func(r EpochRecord) float64 { return 100 * r.ValTop5 })}}},
+		{"lr.png", "Learning rate (end of epoch)", "lr", true, []Curve{
+			{"lr", series(func(r EpochRecord) float64 { return r.LR })}}},
 	}
 	for _, pl := range plots {
-		p := plot.New()
-		p.Title.Text, p.X.Label.Text, p.Y.Label.Text = pl.title, "epoch", pl.y
-		p.Legend.Top = pl.legendTop
-		p.Add(plotter.NewGrid())
-		names := make([]string, 0, len(pl.lines))
-		for n := range pl.lines {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for i, n := range names {
-			l, pts, err := plotter.NewLinePoints(series(pl.lines[n]))
-			if err != nil {
-				return fmt.Errorf("plot %s: %w", pl.file, err)
-			}
-			l.Color = plotter.DefaultLineStyle.Color
-			if i == 1 {
-				l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
-			}
-			p.Add(l, pts)
-			p.Legend.Add(n, l)
-		}
-		w, err := p.WriterTo(6*vg.Inch, 4*vg.Inch, "png")
-		if err != nil {
-			return fmt.Errorf("plot %s: %w", pl.file, err)
-		}
-		var b bytes.Buffer
-		if _, err := w.WriteTo(&b); err != nil {
-			return fmt.Errorf("plot %s: %w", pl.file, err)
-		}
-		if err := graphgen.WriteFileAtomic(filepath.Join(dir, pl.file), b.Bytes()); err != nil {
+		if err := WritePlot(filepath.Join(dir, pl.file), pl.title, pl.y, pl.legendTop, pl.lines); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Curve is one line of a plot: a label and its points (x = epoch).
+type Curve struct {
+	Label  string
+	Points plotter.XYs
+}
+
+// WritePlot draws the curves into a PNG file (written atomically), one
+// style per curve, with a legend at the top right (legendTop) or the bottom
+// right.
+func WritePlot(path, title, ylabel string, legendTop bool, curves []Curve) error {
+	p := plot.New()
+	p.Title.Text, p.X.Label.Text, p.Y.Label.Text = title, "epoch", ylabel
+	p.Legend.Top = legendTop
+	p.Add(plotter.NewGrid())
+	dashes := [][]vg.Length{nil, {vg.Points(4), vg.Points(2)}, {vg.Points(1), vg.Points(2)}, {vg.Points(6), vg.Points(2), vg.Points(1), vg.Points(2)}}
+	for i, c := range curves {
+		l, pts, err := plotter.NewLinePoints(c.Points)
+		if err != nil {
+			return fmt.Errorf("plot %s: %w", path, err)
+		}
+		nc := len(plotutil.DefaultColors)
+		l.Color = plotutil.Color(i % nc)
+		pts.Color = l.Color
+		pts.Shape = plotutil.Shape(i)
+		l.Dashes = dashes[(i/nc)%len(dashes)]
+		p.Add(l, pts)
+		p.Legend.Add(c.Label, l, pts)
+	}
+	w, err := p.WriterTo(6*vg.Inch, 4*vg.Inch, "png")
+	if err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	var b bytes.Buffer
+	if _, err := w.WriteTo(&b); err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	return graphgen.WriteFileAtomic(path, b.Bytes())
 }

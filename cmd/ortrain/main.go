@@ -4,6 +4,7 @@
 //	ortrain info  --model m.onnx               inputs, outputs and metadata
 //	ortrain bench --model m.onnx --batch 16    inference throughput in ONNX Runtime
 //	ortrain bench-step --model resnet50        train-step throughput in ONNX Runtime
+//	ortrain compare -o curves.png RUN...        accuracy and curves of several runs
 //
 // It is a thin CLI: the work is done by the runtime, models and training
 // packages.
@@ -45,6 +46,7 @@ func commands() map[string]command {
 		"bench":      {"measure inference throughput in ONNX Runtime", cmdBench},
 		"bench-step": {"measure train-step throughput in ONNX Runtime", cmdBenchStep},
 		"bench-data": {"measure the data pipeline's throughput", cmdBenchData},
+		"compare":    {"final accuracy and curves of several runs side by side", cmdCompare},
 	}
 }
 
