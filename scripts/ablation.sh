@@ -67,13 +67,22 @@ case "$row" in
   *) echo "ablation: unknown row $row" >&2; exit 2 ;;
 esac
 out=runs/ablation/$row-s$seed
-start=$(date +%s)
-bin/ortrain train "${base[@]}" "${args[@]}" --out "$out"
+if [ -f "$out/checkpoints/last.ckpt" ] && [ ! -f "$out/model.onnx" ]; then
+  # An interrupted row continues where it stopped (bit-identical to a run
+  # that was never stopped).
+  bin/ortrain train --resume "$out" --threads "$threads"
+else
+  bin/ortrain train "${base[@]}" "${args[@]}" --out "$out"
+fi
 [ -s "$results" ] || printf 'row\tseed\tepochs\tsize\tval_top1\tval_top5\tminutes\tcommand\n' > "$results"
-python3 - "$out" "$row" "$seed" "$epochs" "$size" "$(( ($(date +%s) - start) / 60 ))" "scripts/ablation.sh $row $seed" >> "$results" <<'PY'
+# minutes: the run's own time (training and evaluation, summed over epochs,
+# so a resumed run counts only its work), with THREADS as it ran.
+python3 - "$out" "$row" "$seed" "$epochs" "$size" "scripts/ablation.sh $row $seed${THREADS:+ (THREADS=$THREADS)}" >> "$results" <<'PY'
 import json, sys
-out, row, seed, epochs, size, minutes, cmd = sys.argv[1:]
-r = [json.loads(l) for l in open(out + "/metrics.jsonl")][-1]
-print("\t".join([row, seed, epochs, size, "%.4f" % r["val_top1"], "%.4f" % r["val_top5"], minutes, cmd]))
+out, row, seed, epochs, size, cmd = sys.argv[1:]
+hist = [json.loads(l) for l in open(out + "/metrics.jsonl")]
+r = hist[-1]
+minutes = sum(h["epoch_seconds"] for h in hist) / 60
+print("\t".join([row, seed, epochs, size, "%.4f" % r["val_top1"], "%.4f" % r["val_top5"], "%.0f" % minutes, cmd]))
 PY
 tail -1 "$results"
