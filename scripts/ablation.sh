@@ -25,6 +25,7 @@
 # by being deeper (a ResNet-101-D or -152-D trained 10 epochs is no more
 # accurate than the student and takes 2-3x as long).
 #
+# TEACHER=FILE.onnx uses that teacher instead.
 # THREADS=1 runs ONNX Runtime and the decoder on one core each, so that two
 # rows (or two seeds) can share the machine.
 set -euo pipefail
@@ -43,9 +44,14 @@ base=(--data "$data" --image-size "$size" --epochs "$epochs" --seed "$seed" --lr
 if [ "$threads" != 0 ]; then base+=(--workers "$threads" --teacher-threads "$threads"); fi
 efficient=(--batch-size 128 --warmup-epochs 1 --zero-gamma --no-bias-decay --fp16)
 teacher=runs/ablation/teacher
+teacher_model=${TEACHER:-$teacher/model.onnx} # TEACHER=model.onnx: any other teacher
 need_teacher() {
-  if [ -f "$teacher/model.onnx" ]; then
+  if [ -f "$teacher_model" ]; then
     return
+  fi
+  if [ -n "${TEACHER:-}" ]; then
+    echo "ablation: TEACHER=$TEACHER: no such file" >&2
+    exit 1
   fi
   # An interrupted teacher continues from its last checkpoint.
   if [ -f "$teacher/checkpoints/last.ckpt" ]; then
@@ -61,9 +67,9 @@ case "$row" in
   resnet50b|resnet50c|resnet50d) args=(--model "$row" "${efficient[@]}" --lr-mode step) ;;
   cosine) args=(--model resnet50d "${efficient[@]}" --lr-mode cosine) ;;
   smoothing) args=(--model resnet50d "${efficient[@]}" --lr-mode cosine --label-smoothing 0.1) ;;
-  distill) need_teacher; args=(--model resnet50d "${efficient[@]}" --lr-mode cosine --label-smoothing 0.1 --teacher "$teacher/model.onnx" --kd-temperature 20) ;;
+  distill) need_teacher; args=(--model resnet50d "${efficient[@]}" --lr-mode cosine --label-smoothing 0.1 --teacher "$teacher_model" --kd-temperature 20) ;;
   mixup) args=(--model resnet50d "${efficient[@]}" --lr-mode cosine --label-smoothing 0.1 --mixup-alpha 0.2) ;;
-  distill-mixup) need_teacher; args=(--model resnet50d "${efficient[@]}" --lr-mode cosine --label-smoothing 0.1 --mixup-alpha 0.2 --teacher "$teacher/model.onnx" --kd-temperature 20) ;;
+  distill-mixup) need_teacher; args=(--model resnet50d "${efficient[@]}" --lr-mode cosine --label-smoothing 0.1 --mixup-alpha 0.2 --teacher "$teacher_model" --kd-temperature 20) ;;
   *) echo "ablation: unknown row $row" >&2; exit 2 ;;
 esac
 out=runs/ablation/$row-s$seed
