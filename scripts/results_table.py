@@ -4,9 +4,13 @@ file scripts/ablation.sh appends to: per row, the number of seeds, top-1 and
 top-5 as mean and min-max over the seeds, the minutes a run took, and the
 paper's ResNet-50 top-1 on ImageNet (../shared/SEED.md) beside it.
 
-    scripts/results_table.py [docs/results/ablation.tsv]
+    scripts/results_table.py [RESULTS.tsv] [--update docs/results.md]
+
+With --update, the table replaces what stands between the lines
+"<!-- ablation table -->" and "<!-- /ablation table -->" of that file.
 """
 import csv
+import os
 import sys
 
 ROWS = [  # (row, what it adds, paper top-1)
@@ -32,12 +36,14 @@ def cell(vals):
     return "%.2f (%.2f-%.2f)" % (m, min(vals), max(vals))
 
 
-def main():
-    path = sys.argv[1] if len(sys.argv) > 1 else "docs/results/ablation.tsv"
+def table(path):
     runs = {}
-    with open(path) as f:
-        for r in csv.DictReader(f, delimiter="\t"):
-            runs.setdefault(r["row"], []).append(r)
+    if os.path.exists(path):
+        with open(path) as f:
+            for r in csv.DictReader(f, delimiter="\t"):
+                runs.setdefault(r["row"], []).append(r)
+    out = []
+    print = out.append
     print("| row | what changes | seeds | top-1 % | top-5 % | minutes per run | paper top-1 (ImageNet) |")
     print("|---|---|---|---|---|---|---|")
     for row, what, paper in ROWS:
@@ -48,6 +54,27 @@ def main():
         seeds = ",".join(sorted(r["seed"] for r in rs)) or "not run yet"
         print("| %s | %s | %s | %s | %s | %s | %s |" % (row, what, seeds, cell(t1), cell(t5),
               "%.0f" % (sum(mins) / len(mins)) if mins else "-", paper))
+    return "\n".join(out) + "\n"
+
+
+def main():
+    args = sys.argv[1:]
+    update = None
+    if "--update" in args:
+        i = args.index("--update")
+        update = args[i + 1]
+        del args[i:i + 2]
+    t = table(args[0] if args else "docs/results/ablation.tsv")
+    if update is None:
+        sys.stdout.write(t)
+        return
+    doc = open(update).read()
+    begin, end = "<!-- ablation table -->\n", "<!-- /ablation table -->"
+    if begin not in doc or end not in doc:
+        sys.exit("results_table: %s has no %r ... %r lines" % (update, begin.strip(), end))
+    head, rest = doc.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    open(update, "w").write(head + begin + t + end + tail)
 
 
 if __name__ == "__main__":
