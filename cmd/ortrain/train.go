@@ -164,8 +164,6 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		return providerAdvice(err)
 	}
 	defer tr.Close()
-	fmt.Fprintf(stderr, "ortrain train: %s on %s (ONNX Runtime %s)\n", cfg.Model, cfg.Data, rtVersion())
-	cfg.Print(stderr)
 	if cfg.Teacher != "" {
 		// Its own session: own provider and threads, frozen.
 		topts := opts
@@ -188,6 +186,10 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		defer teacher.Close()
 		tr.Teacher = teacher
 	}
+	// The configuration is printed once everything has been checked, so that
+	// a refused input is the only line a failed start prints.
+	fmt.Fprintf(stderr, "ortrain train: %s on %s (ONNX Runtime %s)\n", cfg.Model, cfg.Data, rtVersion())
+	cfg.Print(stderr)
 	if *resume == "" {
 		if err := training.SaveConfig(&cfg); err != nil {
 			return err

@@ -296,12 +296,17 @@ func TestDistillEndToEnd(t *testing.T) {
 	}
 	out := filepath.Join(root, "refused")
 	code, _, stderr = runCLI(append([]string{"train", "--model", "resnet18", "--out", out, "--teacher", gen}, common...)...)
-	if code == 0 || !strings.Contains(stderr, "has 7 classes, the student 10") {
-		t.Errorf("teacher with 7 classes: exit %d, %q", code, stderr)
-	}
+	wantOneLine(t, code, stderr, "has 7 classes, the student 10")
 	if entries, _ := os.ReadDir(training.CheckpointDir(out)); len(entries) != 0 {
 		t.Errorf("a refused teacher still left checkpoints: %v", entries)
 	}
+	// A teacher for another image size: refused too, in one line.
+	gen48 := filepath.Join(root, "gen48.onnx")
+	if c, _, e := runCLIGraphgen("resnet18", "--classes", "10", "--image-size", "48", "-o", gen48); c != 0 {
+		t.Fatal(e)
+	}
+	code, _, stderr = runCLI(append([]string{"train", "--model", "resnet18", "--out", out, "--teacher", gen48}, common...)...)
+	wantOneLine(t, code, stderr, "the student's images are 32x32")
 }
 
 // Corrupt, truncated and zero-byte images in the data: the run replaces and
