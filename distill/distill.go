@@ -46,15 +46,31 @@ func Load(path string, e Expect, opts runtime.Options) (*Teacher, error) {
 		sess.Destroy()
 		return nil, err
 	}
-	// Keep only the logits output.
-	if len(sess.Outputs) > 1 {
-		name := sess.Outputs[0].Name
-		sess.Destroy()
-		if t.sess, err = runtime.NewSessionFromFile(path, nil, []string{name}, opts); err != nil {
-			return nil, fmt.Errorf("teacher: %w", err)
-		}
+	if err := t.trial(); err != nil {
+		t.Close()
+		return nil, err
 	}
 	return t, nil
+}
+
+// trial runs the teacher once on a batch of zeros of the student's shape:
+// a model whose declared input shape is flexible (symbolic H and W) may
+// still not compute at the student's size, and that must fail the start,
+// not the first training step.
+func (t *Teacher) trial() error {
+	e := t.expect
+	images := make([]float32, e.Batch*3*e.ImageSize*e.ImageSize)
+	logits := make([]float32, e.Batch*e.Classes)
+	err := t.Logits(images, e.Batch, logits)
+	// Release the tensors over the trial buffers.
+	t.in.Destroy()
+	t.out.Destroy()
+	t.in, t.out, t.inData, t.outBuf = nil, nil, nil, nil
+	if err != nil {
+		return fmt.Errorf("teacher %s: does not run on the student's batch (%d,3,%d,%d): %s", t.Path, e.Batch, e.ImageSize, e.ImageSize,
+			strings.Join(strings.Fields(err.Error()), " "))
+	}
+	return nil
 }
 
 func (t *Teacher) check() error {
@@ -87,8 +103,12 @@ func (t *Teacher) check() error {
 			return fail("input %s is %v, the student's images are %dx%d (dimension %d differs)", in.Name, in.Shape, e.ImageSize, e.ImageSize, i+2)
 		}
 	}
-	if len(s.Outputs) < 1 {
-		return fail("has no output")
+	if len(s.Outputs) != 1 {
+		names := make([]string, len(s.Outputs))
+		for i, o := range s.Outputs {
+			names[i] = o.Name
+		}
+		return fail("has %d outputs (%s); a teacher has one, its logits (N,K)", len(s.Outputs), strings.Join(names, ", "))
 	}
 	out := s.Outputs[0]
 	if out.DType != runtime.Float32 || len(out.Shape) != 2 {

@@ -55,6 +55,33 @@ func TestTeacherChecks(t *testing.T) {
 		path string
 		msg  string
 	}{flat, "has rank 2"}
+	// Symbolic H and W, but weights for 48x48 only: refused by a trial forward.
+	g2 := graphgen.New("flex", graphgen.DefaultOpset)
+	xf := g2.Input("x", graphgen.Float, graphgen.Shape{graphgen.Sym("N"), graphgen.D(3), graphgen.Sym("H"), graphgen.Sym("W")})
+	wf := g2.Initializer("w", graphgen.FloatTensor([]int64{3 * 48 * 48, 5}, make([]float32, 3*48*48*5)))
+	g2.Output(g2.MatMul(g2.Flatten(xf, 1), wf))
+	flex := filepath.Join(t.TempDir(), "flex.onnx")
+	if err := g2.WriteFile(flex, graphgen.ModelInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	cases["runs at another size only"] = struct {
+		path string
+		msg  string
+	}{flex, "does not run on the student's batch (4,3,32,32)"}
+	// Two outputs: which one holds the logits is not ours to guess.
+	m, err := models.Build(models.Options{Name: "resnet18", Classes: 5, ImageSize: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Graph.Output(m.Graph.Relu(m.Graph.Outputs[0]))
+	two := filepath.Join(t.TempDir(), "two.onnx")
+	if err := m.Graph.WriteFile(two, graphgen.ModelInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	cases["two outputs"] = struct {
+		path string
+		msg  string
+	}{two, "has 2 outputs"}
 	for name, c := range cases {
 		_, err := Load(c.path, want, runtime.Options{})
 		if err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "\n") {

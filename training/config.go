@@ -111,6 +111,22 @@ func (c *Config) Validate() error {
 		}
 		return nil
 	}
+	// NaN passes every range check below (each comparison is false).
+	for _, f := range []struct {
+		flag string
+		v    float64
+	}{{"lr", c.LR}, {"lr-base", c.LRBase}, {"warmup-epochs", c.WarmupEpochs}, {"lr-factor", c.LRFactor},
+		{"momentum", c.Momentum}, {"wd", c.WeightDecay}, {"label-smoothing", c.LabelSmoothing}, {"mixup-alpha", c.MixupAlpha},
+		{"kd-temperature", c.KDTemperature}, {"kd-hard-weight", c.KDHardWeight}, {"bad-limit", c.BadLimit}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("--%s must be a finite number, got %g", f.flag, f.v)
+		}
+	}
+	for _, v := range c.LRSteps {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("--lr-steps must be finite numbers, got %v", c.LRSteps)
+		}
+	}
 	for _, err := range []error{
 		bad(c.Data == "", "--data is required"),
 		bad(c.Out == "", "--out is required"),
@@ -125,7 +141,7 @@ func (c *Config) Validate() error {
 		bad(c.WeightDecay < 0, "--wd must not be negative"),
 		bad(c.LabelSmoothing < 0 || c.LabelSmoothing >= 1, "--label-smoothing must be in [0, 1)"),
 		bad(c.MixupAlpha < 0, "--mixup-alpha must not be negative"),
-		bad(c.Teacher != "" && (c.KDTemperature <= 0 || math.IsInf(c.KDTemperature, 0)), "--kd-temperature must be positive"),
+		bad(c.Teacher != "" && c.KDTemperature <= 0, "--kd-temperature must be positive"),
 		bad(c.KDHardWeight < 0 || c.KDHardWeight > 1, "--kd-hard-weight must be in [0, 1]"),
 		bad(c.Threads < 0 || c.Workers < 0, "--threads and --workers must not be negative"),
 		bad(c.KeepLast < 0, "--keep must not be negative"),

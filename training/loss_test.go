@@ -57,7 +57,7 @@ func TestDistillationLossMatchesPyTorch(t *testing.T) {
 	for ci, c := range []struct {
 		temp, w float32
 		mixed   bool
-	}{{1, 0.5, false}, {4, 0.5, true}, {20, 0.5, false}, {20, 0.5, true}, {20, 0, true}, {4, 1, false}} {
+	}{{1, 0.5, false}, {1, 0.5, true}, {4, 0.5, false}, {4, 0.5, true}, {20, 0.5, false}, {20, 0.5, true}, {20, 0, true}, {4, 1, false}} {
 		zs, rs, qs := make([]float32, n*k), make([]float32, n*k), make([]float32, n*k)
 		for i := range zs {
 			zs[i], rs[i] = float32(3*rng.NormFloat64()), float32(3*rng.NormFloat64())

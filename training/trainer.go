@@ -35,6 +35,12 @@ type Trainer struct {
 	Log     io.Writer // configuration, epoch summaries
 	Prog    Progress
 	Teacher Teacher
+	// LoadTeacher, when set and the configuration names a teacher, is called
+	// by Setup with the number of classes in the data, before the run
+	// folder is made, so that a teacher that does not fit fails the start
+	// without leaving anything behind. Its result becomes Teacher; the
+	// caller closes it.
+	LoadTeacher func(classes int) (Teacher, error)
 	// StopAfter stops the run (as an interruption) after this many steps
 	// in this process; 0 never. Tests use it to simulate a kill.
 	StopAfter int
@@ -132,6 +138,11 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	}
 	if err := t.setupEval(rt); err != nil {
 		return err
+	}
+	if c.Teacher != "" && t.LoadTeacher != nil {
+		if t.Teacher, err = t.LoadTeacher(t.classes); err != nil {
+			return err
+		}
 	}
 	// The run folder is made only once everything else worked, so a failed
 	// start leaves nothing behind; temporary files of a checkpoint write

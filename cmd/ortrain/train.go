@@ -160,10 +160,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	} else {
 		tr.Prog = training.Progress{W: stderr, Every: 50}
 	}
-	if err := tr.Setup(opts, *resume != ""); err != nil {
-		return providerAdvice(err)
-	}
-	defer tr.Close()
+	var teacher *distill.Teacher
 	if cfg.Teacher != "" {
 		// Its own session: own provider and threads, frozen.
 		topts := opts
@@ -178,14 +175,22 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 			return usageError{fmt.Errorf("--teacher-threads must not be negative")}
 		}
 		topts.IntraOpThreads = *teacherThreads
-		// Checked before any step: classes, input rank and size must fit.
-		teacher, err := distill.Load(cfg.Teacher, distill.Expect{Classes: len(tr.ClassNames()), Batch: cfg.BatchSize, ImageSize: cfg.ImageSize}, topts)
-		if err != nil {
-			return err
+		// Checked by Setup before any step or file: classes, input rank and
+		// size must fit, and one forward at the student's shape must run.
+		tr.LoadTeacher = func(classes int) (training.Teacher, error) {
+			var err error
+			teacher, err = distill.Load(cfg.Teacher, distill.Expect{Classes: classes, Batch: cfg.BatchSize, ImageSize: cfg.ImageSize}, topts)
+			return teacher, err
 		}
-		defer teacher.Close()
-		tr.Teacher = teacher
 	}
+	err = tr.Setup(opts, *resume != "")
+	if teacher != nil {
+		defer teacher.Close()
+	}
+	if err != nil {
+		return providerAdvice(err)
+	}
+	defer tr.Close()
 	// The configuration is printed once everything has been checked, so that
 	// a refused input is the only line a failed start prints.
 	fmt.Fprintf(stderr, "ortrain train: %s on %s (ONNX Runtime %s)\n", cfg.Model, cfg.Data, rtVersion())

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ortrain/ortrain/graphgen"
 	"github.com/ortrain/ortrain/internal/testutil"
 	"github.com/ortrain/ortrain/training"
 	"github.com/ortrain/ortrain/training/data"
@@ -195,6 +196,13 @@ func TestTrainBadInput(t *testing.T) {
 	if code, stderr = run("--data", empty, "--out", t.TempDir()); code == 0 || !strings.Contains(lastLine(stderr), "no class folders") {
 		t.Errorf("empty folder: exit %d, %q", code, lastLine(stderr))
 	}
+	// NaN passes range checks unless refused by name.
+	nanOut := filepath.Join(t.TempDir(), "nan")
+	code, stderr = run("--data", dir, "--out", nanOut, "--kd-hard-weight", "nan")
+	wantOneLine(t, code, stderr, "--kd-hard-weight must be a finite number")
+	if _, err := os.Stat(nanOut); err == nil {
+		t.Error("a refused configuration left a run folder")
+	}
 	// Mismatched class sets: an extra class in val.
 	mism := t.TempDir()
 	exec.Command("cp", "-r", dir+"/.", mism).Run()
@@ -285,11 +293,8 @@ func TestDistillEndToEnd(t *testing.T) {
 		t.Fatalf("student with overlap: %s", stderr)
 	}
 	sameCheckpoints(t, filepath.Join(training.CheckpointDir(student), "last.ckpt"), filepath.Join(training.CheckpointDir(overlapped), "last.ckpt"))
-	// A teacher with other classes: refused before any step.
-	other := filepath.Join(root, "other.onnx")
-	if code, _, stderr := runCLI("export", "--checkpoint", filepath.Join(training.CheckpointDir(teacher), "last.ckpt"), "-o", other); code != 0 {
-		t.Fatal(stderr)
-	}
+	// A teacher with other classes: refused before any step, leaving no
+	// run folder behind.
 	gen := filepath.Join(root, "gen7.onnx")
 	if c, _, e := runCLIGraphgen("resnet18", "--classes", "7", "--image-size", "32", "-o", gen); c != 0 {
 		t.Fatal(e)
@@ -297,9 +302,20 @@ func TestDistillEndToEnd(t *testing.T) {
 	out := filepath.Join(root, "refused")
 	code, _, stderr = runCLI(append([]string{"train", "--model", "resnet18", "--out", out, "--teacher", gen}, common...)...)
 	wantOneLine(t, code, stderr, "has 7 classes, the student 10")
-	if entries, _ := os.ReadDir(training.CheckpointDir(out)); len(entries) != 0 {
-		t.Errorf("a refused teacher still left checkpoints: %v", entries)
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("a refused teacher left %s behind", out)
 	}
+	// A teacher whose input is not an image batch.
+	g := graphgen.New("flat", graphgen.DefaultOpset)
+	x := g.Input("x", graphgen.Float, graphgen.Shape{graphgen.Sym("N"), graphgen.D(3 * 32 * 32)})
+	w := g.Initializer("w", graphgen.FloatTensor([]int64{3 * 32 * 32, 10}, make([]float32, 3*32*32*10)))
+	g.Output(g.MatMul(x, w))
+	flat := filepath.Join(root, "flat.onnx")
+	if err := g.WriteFile(flat, graphgen.ModelInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCLI(append([]string{"train", "--model", "resnet18", "--out", out, "--teacher", flat}, common...)...)
+	wantOneLine(t, code, stderr, "has rank 2")
 	// A teacher for another image size: refused too, in one line.
 	gen48 := filepath.Join(root, "gen48.onnx")
 	if c, _, e := runCLIGraphgen("resnet18", "--classes", "10", "--image-size", "48", "-o", gen48); c != 0 {
