@@ -35,10 +35,8 @@ func TestTeacherChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	tc.Close()
-	cases := map[string]struct {
-		path string
-		msg  string
-	}{
+	type refusal struct{ path, msg string }
+	cases := map[string]refusal{
 		"classes":     {writeModel(t, models.Options{Name: "resnet18", Classes: 7, ImageSize: 32}), "has 7 classes, the student 5"},
 		"size":        {writeModel(t, models.Options{Name: "resnet18", Classes: 5, ImageSize: 48}), "the student's images are 32x32"},
 		"fixed batch": {writeModel(t, models.Options{Name: "resnet18", Classes: 5, ImageSize: 32, Batch: 8}), "batches of 8"},
@@ -51,10 +49,7 @@ func TestTeacherChecks(t *testing.T) {
 	if err := g.WriteFile(flat, graphgen.ModelInfo{}); err != nil {
 		t.Fatal(err)
 	}
-	cases["rank"] = struct {
-		path string
-		msg  string
-	}{flat, "has rank 2"}
+	cases["rank"] = refusal{flat, "has rank 2"}
 	// Symbolic H and W, but weights for 48x48 only: refused by a trial forward.
 	g2 := graphgen.New("flex", graphgen.DefaultOpset)
 	xf := g2.Input("x", graphgen.Float, graphgen.Shape{graphgen.Sym("N"), graphgen.D(3), graphgen.Sym("H"), graphgen.Sym("W")})
@@ -64,10 +59,7 @@ func TestTeacherChecks(t *testing.T) {
 	if err := g2.WriteFile(flex, graphgen.ModelInfo{}); err != nil {
 		t.Fatal(err)
 	}
-	cases["runs at another size only"] = struct {
-		path string
-		msg  string
-	}{flex, "does not run on the student's batch (4,3,32,32)"}
+	cases["runs at another size only"] = refusal{flex, "does not run on the student's batch (4,3,32,32)"}
 	// Two outputs: which one holds the logits is not ours to guess.
 	m, err := models.Build(models.Options{Name: "resnet18", Classes: 5, ImageSize: 32})
 	if err != nil {
@@ -78,10 +70,7 @@ func TestTeacherChecks(t *testing.T) {
 	if err := m.Graph.WriteFile(two, graphgen.ModelInfo{}); err != nil {
 		t.Fatal(err)
 	}
-	cases["two outputs"] = struct {
-		path string
-		msg  string
-	}{two, "has 2 outputs"}
+	cases["two outputs"] = refusal{two, "has 2 outputs"}
 	for name, c := range cases {
 		_, err := Load(c.path, want, runtime.Options{})
 		if err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "\n") {
