@@ -60,10 +60,11 @@ func init() {
 
 // Conv: the input gradient is a ConvTranspose of dY with the same weight
 // (for stride 1 written as a Conv with the flipped kernel, for pointwise
-// convolutions as a MatMul); the bias gradient sums dY over batch and space. The weight gradient of an
-// ungrouped 2-D convolution with at least 16 input channels is one batched
-// MatMul per kernel tap, dY (N,Co,HoWo) times the input shifted by the tap
-// and strided (N,Ci,HoWo) transposed, summed over the batch: im2col without
+// convolutions as a MatMul); the bias gradient sums dY over batch and
+// space. The weight gradient of an ungrouped 2-D convolution with at least
+// 16 input channels is one batched MatMul per kernel tap, dY (N,Co,HoWo)
+// times the input shifted by the tap and strided (N,Ci,HoWo) transposed,
+// summed over the batch: im2col without
 // materializing the whole column matrix, 2 to 15 times faster in ONNX Runtime
 // than the alternative. Otherwise (the 3-channel stem, groups) it is a
 // convolution of the input (batch and channels swapped, grouped by the forward
@@ -94,7 +95,7 @@ func gradConv(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 		// With stride 1 the transposed convolution is a convolution with the
 		// flipped, transposed kernel and the complementary padding: up to 1.7
 		// times faster than ConvTranspose in ONNX Runtime on ResNet's 3x3
-		// planes (BenchmarkKernelConvInputGrad), never slower.
+		// planes, as fast on the 7x7 ones (BenchmarkKernelConvInputGrad).
 		pads := make([]int64, 4)
 		for i := 0; i < 2; i++ {
 			span := (kernel[i]-1)*sp.dilations[i] + 1
@@ -834,15 +835,4 @@ func flipKernel(g *Graph, w *Value) *Value {
 	wt := g.Transpose(w, 1, 0, 2, 3)
 	kh, kw := w.Shape[2].Size, w.Shape[3].Size
 	return g.SliceSteps(wt, []int64{kh - 1, kw - 1}, []int64{-kh - 1, -kw - 1}, []int64{2, 3}, []int64{-1, -1})
-}
-
-// channelDot is sum(a*b) over every axis but the channels (axis 1) of two
-// static NC... tensors of one shape: one batched MatMul of (1,HW) rows by
-// (HW,1) columns per image and channel, then a sum over the images, which
-// reads each tensor once and writes nothing of its size.
-func channelDot(g *Graph, a, b *Value) *Value {
-	n, ch := a.Shape[0].Size, a.Shape[1].Size
-	rest := a.Shape.NumElements() / (n * ch)
-	dot := g.MatMul(g.Reshape(a, n, ch, 1, rest), g.Reshape(b, n, ch, rest, 1)) // (N, C, 1, 1)
-	return g.ReduceSum(dot, []int64{0, 2, 3}, false)
 }
