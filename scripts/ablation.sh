@@ -17,6 +17,7 @@
 #   distill      smoothing + distillation from a teacher trained by ortrain (T=20)
 #   mixup        smoothing + mixup 0.2
 #   distill-mixup  mixup + distillation
+#   teacher      only train the distillation rows' teacher (no result line)
 # Scale (chosen so that a row takes about 30 minutes on the 2-core machine):
 # 64x64 images, 10 epochs. The teacher is trained once, with seed 1, and
 # shared by every seed's distillation rows, as the paper uses one teacher.
@@ -66,6 +67,7 @@ need_teacher() {
   fi
 }
 case "$row" in
+  teacher) need_teacher; exit 0 ;;
   baseline) args=(--model resnet50 --batch-size 64 --lr-mode step) ;;
   efficient) args=(--model resnet50 "${efficient[@]}" --lr-mode step) ;;
   resnet50b|resnet50c|resnet50d) args=(--model "$row" "${efficient[@]}" --lr-mode step) ;;
