@@ -32,6 +32,9 @@
 # TEACHER=FILE.onnx uses that teacher instead.
 # THREADS=1 runs ONNX Runtime and the decoder on one core each, so that two
 # rows (or two seeds) can share the machine.
+# The body is one block, read whole before it runs: editing this file while
+# a long run executes it cannot change what that run does.
+{
 set -euo pipefail
 cd "$(dirname "$0")/.."
 row=${1:?usage: scripts/ablation.sh ROW [SEED] [DATA]}
@@ -98,3 +101,5 @@ minutes = sum(h["epoch_seconds"] for h in hist) / 60
 print("\t".join([row, seed, epochs, size, "%.4f" % r["val_top1"], "%.4f" % r["val_top5"], "%.0f" % minutes, cmd]))
 PY
 tail -1 "$results"
+exit
+}

@@ -7,6 +7,9 @@
 # runs continue where they stopped when this is run again.
 #
 #   scripts/ablation_all.sh [DATA]
+# The body is one block, read whole before it runs: editing this file while
+# a long run executes it cannot change what that run does.
+{
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data/imagenette}
@@ -27,3 +30,5 @@ for row in baseline efficient resnet50b resnet50c resnet50d cosine smoothing dis
   for p in "${pids[@]}"; do wait "$p"; done
   scripts/results_table.py "$results" --update docs/results.md
 done
+exit
+}

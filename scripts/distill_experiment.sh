@@ -7,6 +7,9 @@
 #
 #   scripts/distill_experiment.sh [DATA] [SIZE] [TEACHER_EPOCHS] [STUDENT_EPOCHS] [SEED]
 #   (default ../shared/data/imagenette 64 10 10 1)
+# The body is one block, read whole before it runs: editing this file while
+# a long run executes it cannot change what that run does.
+{
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data/imagenette}
@@ -43,3 +46,5 @@ record "$run/student" "student-s$seed" resnet18d none
 bin/ortrain train "${common[@]}" --model resnet18d --epochs "$se" --out "$run/student-kd" --overwrite \
   --teacher "$run/teacher/model.onnx" --kd-temperature 20 --kd-hard-weight 0.5
 record "$run/student-kd" "student-kd-s$seed" resnet18d resnet50d
+exit
+}
