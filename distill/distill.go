@@ -10,6 +10,7 @@
 package distill
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -67,6 +68,10 @@ func (t *Teacher) trial() error {
 	t.out.Destroy()
 	t.in, t.out, t.inData, t.outBuf = nil, nil, nil, nil
 	if err != nil {
+		// Logits names the teacher already; keep ONNX Runtime's reason only.
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner
+		}
 		return fmt.Errorf("teacher %s: does not run on the student's batch (%d,3,%d,%d): %s", t.Path, e.Batch, e.ImageSize, e.ImageSize,
 			strings.Join(strings.Fields(err.Error()), " "))
 	}
