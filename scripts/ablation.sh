@@ -51,6 +51,18 @@ teacher_arch=${TEACHER_MODEL:-resnet18d}
 base=(--data "$data" --image-size "$size" --epochs "$epochs" --seed "$seed" --lr-base 0.1 --keep 0 --overwrite --threads "$threads")
 if [ "$threads" != 0 ]; then base+=(--workers "$threads" --teacher-threads "$threads"); fi
 efficient=(--batch-size 128 --warmup-epochs 1 --zero-gamma --no-bias-decay --fp16)
+# train_or_resume OUT FLAGS...: a new run into OUT, or, when OUT holds an
+# interrupted one (a checkpoint but no final model), its continuation from
+# the last checkpoint (bit-identical to a run that was never stopped).
+train_or_resume() {
+  local out=$1
+  shift
+  if [ -f "$out/checkpoints/last.ckpt" ] && [ ! -f "$out/model.onnx" ]; then
+    bin/ortrain train --resume "$out" --threads "$threads"
+  else
+    bin/ortrain train "$@" --out "$out"
+  fi
+}
 teacher=runs/ablation/teacher
 teacher_model=${TEACHER:-$teacher/model.onnx} # TEACHER=model.onnx: any other teacher
 need_teacher() {
@@ -61,13 +73,8 @@ need_teacher() {
     echo "ablation: TEACHER=$TEACHER: no such file" >&2
     exit 1
   fi
-  # An interrupted teacher continues from its last checkpoint.
-  if [ -f "$teacher/checkpoints/last.ckpt" ]; then
-    bin/ortrain train --resume "$teacher" --threads "$threads"
-  else
-    bin/ortrain train --data "$data" --image-size "$size" --epochs "$teacher_epochs" --seed 1 --keep 0 --overwrite \
-      --threads "$threads" --model "$teacher_arch" --recipe tricks --batch-size 128 --out "$teacher"
-  fi
+  train_or_resume "$teacher" --data "$data" --image-size "$size" --epochs "$teacher_epochs" --seed 1 --keep 0 --overwrite \
+    --threads "$threads" --model "$teacher_arch" --recipe tricks --batch-size 128
 }
 case "$row" in
   teacher) need_teacher; exit 0 ;;
@@ -82,13 +89,7 @@ case "$row" in
   *) echo "ablation: unknown row $row" >&2; exit 2 ;;
 esac
 out=runs/ablation/$row-s$seed
-if [ -f "$out/checkpoints/last.ckpt" ] && [ ! -f "$out/model.onnx" ]; then
-  # An interrupted row continues where it stopped (bit-identical to a run
-  # that was never stopped).
-  bin/ortrain train --resume "$out" --threads "$threads"
-else
-  bin/ortrain train "${base[@]}" "${args[@]}" --out "$out"
-fi
+train_or_resume "$out" "${base[@]}" "${args[@]}"
 [ -s "$results" ] || printf 'row\tseed\tepochs\tsize\tval_top1\tval_top5\tminutes\tcommand\n' > "$results"
 # minutes: the run's own time (training and evaluation, summed over epochs,
 # so a resumed run counts only its work), with THREADS as it ran.
