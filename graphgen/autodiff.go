@@ -97,6 +97,9 @@ func (g *Graph) Gradients(loss *Value, wrt []*Value, seed *Value) ([]*Value, err
 		if !anyNeed {
 			continue
 		}
+		if n.Role == RoleLowered {
+			return nil, fmt.Errorf("gradients: node %s was rewritten by LowerBatchStats; differentiate first", n.Name)
+		}
 		rule, ok := gradRules[n.Op]
 		if !ok {
 			return nil, fmt.Errorf("gradients: no gradient rule for operator %s (node %s)", n.Op, n.Name)

@@ -264,7 +264,8 @@ func convWeightGradTaps(g *Graph, x, d *Value, kernel []int64, sp spatial, shift
 //
 // over batch and space per channel, with sigma = sqrt(var+eps) and xhat =
 // xc/sigma. The affine-in-xhat term is one inference-mode BatchNormalization
-// of xc. The gradient is returned for the node's input xc; the centering Sub
+// of xc, or on large planes the same map as a depthwise Conv, which ONNX
+// Runtime fuses with the Add (see affineConvMinPlane). The gradient is returned for the node's input xc; the centering Sub
 // passes it on to x unchanged (it is already centered). Without the role
 // (inference mode) the statistics are constants and dX = gamma/sigma * dY.
 func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
@@ -298,7 +299,7 @@ func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, err
 	if need[1] || (train && need[0]) {
 		var xhatDot *Value
 		if train {
-			xhatDot = g.Mul(g.ReduceSum(g.Mul(d, x), axes, false), invstd) // sum(dY*xc)/sigma
+			xhatDot = g.Mul(g.channelDot(d, x), invstd) // sum(dY*xc)/sigma
 		} else {
 			mean := n.Inputs[3]
 			xc := g.Sub(x, g.Reshape(mean, channelShape(r)...))
@@ -315,7 +316,11 @@ func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, err
 			negInvM := c.scalar(scale.DType, -1/m)
 			k2 := g.Mul(g.Mul(k1, dgamma), negInvM)
 			k3 := g.Mul(g.Mul(k1, dbeta), negInvM)
-			dx = g.Add(dx, g.BatchNorm(x, k2, k3, n.Inputs[3], variance, float32(eps)))
+			if affineAsConv(x) {
+				dx = g.Add(dx, g.depthwiseAffine(x, g.Mul(k2, invstd), k3))
+			} else {
+				dx = g.Add(dx, g.BatchNorm(x, k2, k3, n.Inputs[3], variance, float32(eps)))
+			}
 		}
 		out[0] = dx
 	}
@@ -324,10 +329,15 @@ func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, err
 
 // ---- activations and pooling ----
 
-// Relu: dY where the output is positive (PyTorch's convention at 0).
+// Relu: dY where the output is positive (PyTorch's convention at 0), as dY
+// times the cast mask: ONNX Runtime's Where with a broadcast zero is about
+// 1.5 times slower than Cast and Mul (BenchmarkKernelReluGrad). The two
+// differ only where dY is not finite and the mask is 0 (NaN instead of 0),
+// which can only make the step's all-finite check stricter: an overflowing
+// fp16 step is skipped rather than continued with the overflow zeroed.
 func gradRelu(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 	y := n.Outputs[0]
-	return []*Value{c.g.Where(c.g.Greater(y, c.scalar(y.DType, 0)), dy[0], c.scalar(y.DType, 0))}, nil
+	return []*Value{c.g.Mul(dy[0], c.g.Cast(c.g.Greater(y, c.scalar(y.DType, 0)), y.DType))}, nil
 }
 
 // MaxPool: dY scattered (added) to the positions of the maxima, read from
@@ -831,8 +841,19 @@ func flippable(kernel []int64, sp spatial) bool {
 // flipKernel turns a convolution kernel (Co, Ci, kh, kw) into the kernel
 // whose convolution is the transposed convolution of the original: (Ci, Co)
 // swapped and both spatial axes reversed.
+//
+// Reversing both spatial axes reverses the flattened kh*kw taps, done as a
+// MatMul by the reversal permutation: ONNX Runtime's Slice with negative
+// steps copies element by element (8 ms for a 512x512x3x3 kernel, more than
+// the 7x7 convolution it serves), the MatMul is about 1 ms. Multiplying by
+// ones and adding zeros is exact for finite weights.
 func flipKernel(g *Graph, w *Value) *Value {
-	wt := g.Transpose(w, 1, 0, 2, 3)
-	kh, kw := w.Shape[2].Size, w.Shape[3].Size
-	return g.SliceSteps(wt, []int64{kh - 1, kw - 1}, []int64{-kh - 1, -kw - 1}, []int64{2, 3}, []int64{-1, -1})
+	co, ci, kh, kw := w.Shape[0].Size, w.Shape[1].Size, w.Shape[2].Size, w.Shape[3].Size
+	taps := kh * kw
+	rev := FilledTensor(w.DType, []int64{taps, taps}, 0)
+	for i := int64(0); i < taps; i++ {
+		rev.set(i*taps+taps-1-i, 1)
+	}
+	flipped := g.MatMul(g.Reshape(w, co*ci, taps), g.Const(rev))
+	return g.Transpose(g.Reshape(flipped, co, ci, kh, kw), 1, 0, 2, 3)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/ortrain/ortrain/internal/testutil"
@@ -22,6 +23,7 @@ type gradCase struct {
 	wrt    []int
 	dist   string // "normal" (default), "positive" (0.5 to 2)
 	build  func(g *Graph, in []*Value) *Value
+	lower  bool // run LowerBatchStats after differentiating
 }
 
 func conv(strides, pads, dil []int64, group int64) func(g *Graph, in []*Value) *Value {
@@ -143,6 +145,12 @@ func gradCases() []gradCase {
 			}},
 		{name: "batchnorm_train_56x56", op: "BatchNormTrain", attrs: map[string]any{"epsilon": 1e-5},
 			shapes: [][]int64{{4, 16, 56, 56}, {16}, {16}}, wrt: []int{0, 1, 2},
+			build: func(g *Graph, in []*Value) *Value {
+				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], 1e-5)
+				return y
+			}},
+		{name: "batchnorm_train_56x56_lowered", op: "BatchNormTrain", attrs: map[string]any{"epsilon": 1e-5},
+			shapes: [][]int64{{4, 16, 56, 56}, {16}, {16}}, wrt: []int{0, 1, 2}, lower: true,
 			build: func(g *Graph, in []*Value) *Value {
 				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], 1e-5)
 				return y
@@ -311,6 +319,17 @@ func TestGradientRulesMatchPyTorch(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
+		if c.lower {
+			if err := g.LowerBatchStats(); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if y.Producer.Op != "Conv" || y.Producer.Role != RoleLowered {
+				t.Fatalf("%s: LowerBatchStats left %s (%s)", c.name, y.Producer.Op, y.Producer.Role)
+			}
+			if _, err := g.Gradients(y, wrt, dy); err == nil || !strings.Contains(err.Error(), "LowerBatchStats") {
+				t.Fatalf("%s: differentiating a lowered graph: %v, want an error naming LowerBatchStats", c.name, err)
+			}
+		}
 		g.Output(y)
 		g.Output(grads...)
 		model, err := g.Marshal(ModelInfo{})
@@ -357,15 +376,20 @@ func TestGradientRulesMatchPyTorch(t *testing.T) {
 	testutil.RunOracle(t, "grad_ops.py", specPath)
 	for ci, c := range cases {
 		out := filepath.Join(dir, fmt.Sprintf("c%d", ci))
-		if e := testutil.RelErr(results[ci].y, testutil.ReadFloats(t, out+".y.bin")); e > 1e-4 {
+		e := testutil.RelErr(results[ci].y, testutil.ReadFloats(t, out+".y.bin"))
+		if e > 1e-4 {
 			t.Errorf("%s: forward differs from PyTorch by %.3g", c.name, e)
 		}
+		errs := []string{fmt.Sprintf("y %.2g", e)}
 		for _, i := range c.wrt {
 			want := testutil.ReadFloats(t, fmt.Sprintf("%s.g%d.bin", out, i))
-			if e := testutil.RelErr(results[ci].grads[i], want); e > 1e-4 {
+			e := testutil.RelErr(results[ci].grads[i], want)
+			if e > 1e-4 {
 				t.Errorf("%s: gradient of input %d differs from PyTorch by %.3g", c.name, i, e)
 			}
+			errs = append(errs, fmt.Sprintf("d%d %.2g", i, e))
 		}
+		t.Logf("%s: relative error %s", c.name, strings.Join(errs, ", "))
 	}
 	var missing []string
 	for op := range gradRules {

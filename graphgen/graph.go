@@ -46,6 +46,9 @@ const (
 	// RoleCentering: the Sub that centers x; its rule passes the gradient
 	// to x alone, since the batch-stats rule already accounts for the mean.
 	RoleCentering = "centering"
+	// RoleLowered: a node LowerBatchStats rewrote; it is no longer
+	// differentiable by its operator's rule.
+	RoleLowered = "lowered"
 )
 
 // Int reads an integer attribute, or def when it is absent.

@@ -87,8 +87,30 @@ func BenchmarkKernelConvInputGrad(b *testing.B) {
 	}
 }
 
+// BenchmarkKernelFlip: flipping a 3x3 kernel for the stride-1 input
+// gradient, as a Slice with steps -1 or as flipKernel's MatMul by the tap
+// reversal.
+func BenchmarkKernelFlip(b *testing.B) {
+	for _, c := range []int64{64, 512} {
+		shapes := [][]int64{{c, c, 3, 3}}
+		b.Run(fmt.Sprintf("Slice/%d", c), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+				wt := g.Transpose(in[0], 1, 0, 2, 3)
+				return []*Value{g.SliceSteps(wt, []int64{2, 2}, []int64{-4, -4}, []int64{2, 3}, []int64{-1, -1})}
+			})
+		})
+		b.Run(fmt.Sprintf("MatMul/%d", c), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+				return []*Value{flipKernel(g, in[0])}
+			})
+		})
+	}
+}
+
 // BenchmarkKernelChannelDot: sum(dY*x) per channel (BatchNorm's gamma
-// gradient) as Mul and ReduceSum, or as a batched MatMul of rows.
+// gradient) as Mul and ReduceSum, as a batched MatMul of rows, or as a
+// grouped Conv with one group per image and channel (channelDot's choice
+// from 28x28).
 func BenchmarkKernelChannelDot(b *testing.B) {
 	for _, p := range []struct{ c, hw int64 }{{64, 112}, {256, 56}, {128, 28}, {1024, 14}, {512, 7}} {
 		shapes := [][]int64{{16, p.c, p.hw, p.hw}, {16, p.c, p.hw, p.hw}}
@@ -99,20 +121,127 @@ func BenchmarkKernelChannelDot(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("MatMul/%dx%d", p.c, p.hw), func(b *testing.B) {
 			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
-				return []*Value{channelDot(g, in[0], in[1])}
+				return []*Value{channelDotMatMul(g, in[0], in[1])}
+			})
+		})
+		b.Run(fmt.Sprintf("GroupConv/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+				n, ch := in[0].Shape[0].Size, in[0].Shape[1].Size
+				a := g.Reshape(in[0], 1, n*ch, p.hw, p.hw)
+				w := g.Reshape(in[1], n*ch, 1, p.hw, p.hw)
+				dot := g.Conv(a, w, nil, ConvOpts{Group: n * ch})
+				return []*Value{g.ReduceSum(g.Reshape(dot, n, ch), []int64{0}, false)}
 			})
 		})
 	}
 }
 
-// BenchmarkKernelReluGrad: dY where y > 0, as Where of Greater or as Mul by
-// the cast mask.
+// BenchmarkKernelChannelSum: sum(x) per channel as ReduceSum (the rule) or a
+// MatMul by ones, and sum(x^2) as ReduceSumSquare or a grouped Conv of x
+// with itself (channelDot's choice from 28x28).
+func BenchmarkKernelChannelSum(b *testing.B) {
+	for _, p := range []struct{ c, hw int64 }{{64, 112}, {256, 56}, {128, 28}, {1024, 14}, {512, 7}} {
+		shapes := [][]int64{{16, p.c, p.hw, p.hw}}
+		b.Run(fmt.Sprintf("ReduceSum/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+				return []*Value{g.ReduceSum(g.ReduceSum(in[0], []int64{2, 3}, true), []int64{0, 2, 3}, false)}
+			})
+		})
+		b.Run(fmt.Sprintf("MatMulOnes/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+				n, ch := in[0].Shape[0].Size, in[0].Shape[1].Size
+				ones := g.Const(FilledTensor(Float, []int64{p.hw * p.hw, 1}, 1))
+				s := g.MatMul(g.Reshape(in[0], n*ch, p.hw*p.hw), ones)
+				return []*Value{g.ReduceSum(g.Reshape(s, n, ch), []int64{0}, false)}
+			})
+		})
+		b.Run(fmt.Sprintf("ReduceSumSquare/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+				return []*Value{g.ReduceSum(g.ReduceSumSquare(in[0], []int64{2, 3}, true), []int64{0, 2, 3}, false)}
+			})
+		})
+		b.Run(fmt.Sprintf("GroupConvSquare/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+				n, ch := in[0].Shape[0].Size, in[0].Shape[1].Size
+				a := g.Reshape(in[0], 1, n*ch, p.hw, p.hw)
+				w := g.Reshape(in[0], n*ch, 1, p.hw, p.hw)
+				dot := g.Conv(a, w, nil, ConvOpts{Group: n * ch})
+				return []*Value{g.ReduceSum(g.Reshape(dot, n, ch), []int64{0}, false)}
+			})
+		})
+	}
+}
+
+// BenchmarkKernelAffine: a per-channel affine map (BatchNorm with its
+// statistics folded in) then ReLU, as BatchNormalization and Relu or as a
+// depthwise 1x1 Conv that ONNX Runtime fuses with the Relu; and the
+// backward's k1*d + affine(xc), as Mul, BatchNormalization and Add or as Mul
+// and a depthwise Conv that ONNX Runtime fuses with the Add.
+func BenchmarkKernelAffine(b *testing.B) {
+	for _, p := range []struct{ c, hw int64 }{{64, 112}, {256, 56}, {128, 28}, {1024, 14}, {512, 7}} {
+		shapes := [][]int64{{16, p.c, p.hw, p.hw}, {16, p.c, p.hw, p.hw}, {p.c}, {p.c}}
+		bn := func(g *Graph, in []*Value) *Value {
+			zero := g.Const(FilledTensor(Float, []int64{p.c}, 0))
+			one := g.Const(FilledTensor(Float, []int64{p.c}, 1))
+			return g.BatchNorm(in[0], in[2], in[3], zero, one, 0)
+		}
+		dw := func(g *Graph, in []*Value) *Value {
+			return g.Conv(in[0], g.Reshape(in[2], p.c, 1, 1, 1), in[3], ConvOpts{Group: p.c})
+		}
+		b.Run(fmt.Sprintf("BN/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value { return []*Value{bn(g, in)} })
+		})
+		b.Run(fmt.Sprintf("Depthwise/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value { return []*Value{dw(g, in)} })
+		})
+		b.Run(fmt.Sprintf("BNRelu/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value { return []*Value{g.Relu(bn(g, in))} })
+		})
+		b.Run(fmt.Sprintf("DepthwiseRelu/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value { return []*Value{g.Relu(dw(g, in))} })
+		})
+		b.Run(fmt.Sprintf("BNAddRelu/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value { return []*Value{g.Relu(g.Add(bn(g, in), in[1]))} })
+		})
+		b.Run(fmt.Sprintf("DepthwiseAddRelu/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value { return []*Value{g.Relu(g.Add(dw(g, in), in[1]))} })
+		})
+		k1 := func(g *Graph, in []*Value) *Value { return g.Mul(in[1], g.Reshape(in[3], 1, p.c, 1, 1)) }
+		b.Run(fmt.Sprintf("MulBNAdd/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value { return []*Value{g.Add(k1(g, in), bn(g, in))} })
+		})
+		b.Run(fmt.Sprintf("MulDepthwiseAdd/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value { return []*Value{g.Add(dw(g, in), k1(g, in))} })
+		})
+	}
+}
+
+// BenchmarkKernelReluGrad: dY where y > 0, as Where (with a broadcast or a
+// full zero, or the condition negated), as Mul by Sign(y) (y >= 0 here) or
+// as Mul by the cast mask (the rule).
 func BenchmarkKernelReluGrad(b *testing.B) {
 	shapes := [][]int64{{16, 256, 56, 56}, {16, 256, 56, 56}}
 	b.Run("Where", func(b *testing.B) {
 		benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
 			zero := g.Scalar(Float, 0)
 			return []*Value{g.Where(g.Greater(in[0], zero), in[1], zero)}
+		})
+	})
+	b.Run("WhereFullZeros", func(b *testing.B) {
+		benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+			zero := g.ConstantOfShape(Float, 0, in[0].Shape.Ints()...)
+			return []*Value{g.Where(g.Greater(in[0], g.Scalar(Float, 0)), in[1], zero)}
+		})
+	})
+	b.Run("WhereSwapped", func(b *testing.B) {
+		benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+			zero := g.Scalar(Float, 0)
+			return []*Value{g.Where(g.Not(g.Greater(in[0], zero)), zero, in[1])}
+		})
+	})
+	b.Run("MulSign", func(b *testing.B) {
+		benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+			return []*Value{g.Mul(in[1], g.Sign(in[0]))}
 		})
 	})
 	b.Run("MulMask", func(b *testing.B) {
@@ -140,12 +269,12 @@ func BenchmarkKernelWeightGrad3x3(b *testing.B) {
 	}
 }
 
-// channelDot is sum(a*b) over every axis but the channels (axis 1) of two
-// static NC... tensors of one shape, the alternative that lost to Mul and
-// ReduceSum: one batched MatMul of (1,HW) rows by (HW,1) columns per image
+// channelDotMatMul is sum(a*b) over every axis but the channels (axis 1) of two
+// static NC... tensors of one shape, an alternative that lost to Mul and
+// ReduceSum and to the grouped Conv: one batched MatMul of (1,HW) rows by (HW,1) columns per image
 // and channel, then a sum over the images, which reads each tensor once and
 // writes nothing of its size.
-func channelDot(g *Graph, a, b *Value) *Value {
+func channelDotMatMul(g *Graph, a, b *Value) *Value {
 	n, ch := a.Shape[0].Size, a.Shape[1].Size
 	rest := a.Shape.NumElements() / (n * ch)
 	dot := g.MatMul(g.Reshape(a, n, ch, 1, rest), g.Reshape(b, n, ch, rest, 1)) // (N, C, 1, 1)

@@ -370,6 +370,59 @@ func (g *Graph) ReduceMax(x *Value, axes []int64, keepdims bool) *Value {
 	return g.reduce("ReduceMax", x, axes, keepdims)
 }
 
+// channelSum sums x over every axis but the channels (axis 1) of a static
+// NC... tensor: over space first, then over the batch. Each stage adds fewer
+// float32 terms, which halves BatchNorm's rounding error at 224x224
+// (measured against float64 PyTorch) at no extra cost.
+func (g *Graph) channelSum(x *Value) *Value {
+	return g.twoStageSum("ReduceSum", x)
+}
+
+func (g *Graph) twoStageSum(op string, x *Value) *Value {
+	r := x.Shape.Rank()
+	axes := []int64{0}
+	for i := 2; i < r; i++ {
+		axes = append(axes, int64(i))
+	}
+	if r == 2 {
+		return g.reduce(op, x, axes, false)
+	}
+	return g.ReduceSum(g.reduce(op, x, axes[1:], true), axes, false)
+}
+
+// groupConvDotMinPlane is the smallest plane (H*W) at which channelDot uses
+// the grouped convolution; below it the per-group overhead of ONNX Runtime's
+// CPU convolution loses to Mul and ReduceSum (BenchmarkKernelChannelDot and
+// BenchmarkKernelChannelSum, docs/benchmarks.md).
+const groupConvDotMinPlane = 28 * 28
+
+// channelDot is sum(a*b) over every axis but the channels (axis 1) of two
+// static NC... tensors of one shape; with a == b, the sum of squares. It is
+// BatchNorm's variance (forward) and gamma gradient (backward).
+//
+// On float32 NCHW tensors with planes of at least groupConvDotMinPlane it
+// is one Conv: a viewed as (1, N*C, H, W), b as N*C kernels (N*C, 1, H, W),
+// one group per image and channel, so each output is the dot product of a
+// plane of a with the same plane of b; then a sum over the batch. That reads
+// each tensor once and writes nothing of their size, where Mul then
+// ReduceSum writes and reads the product (2.5 to 4 times slower at
+// ResNet-50's large planes on ONNX Runtime's CPU provider), and ONNX
+// Runtime's ReduceSumSquare is about 3 times slower than its ReduceSum. The
+// sum is still in two stages (planes in the convolution, then the batch).
+// Other shapes and types take Mul (or ReduceSumSquare) and channelSum.
+func (g *Graph) channelDot(a, b *Value) *Value {
+	s := a.Shape
+	if s.Rank() == 4 && a.DType == Float && s[2].Size*s[3].Size >= groupConvDotMinPlane {
+		n, c, h, w := s[0].Size, s[1].Size, s[2].Size, s[3].Size
+		dot := g.Conv(g.Reshape(a, 1, n*c, h, w), g.Reshape(b, n*c, 1, h, w), nil, ConvOpts{Group: n * c})
+		return g.ReduceSum(g.Reshape(dot, n, c), []int64{0}, false)
+	}
+	if a == b {
+		return g.twoStageSum("ReduceSumSquare", a)
+	}
+	return g.channelSum(g.Mul(a, b))
+}
+
 // BatchNormBatchStats is training-mode batch normalization written in
 // standard operators: it normalizes x by its own per-channel batch mean and
 // biased variance (the statistics PyTorch and ONNX normalize with) and returns
@@ -396,27 +449,14 @@ func (g *Graph) BatchNormBatchStats(x, scale, bias *Value, eps float32) (y, mean
 		g.fail(fmt.Errorf("BatchNormBatchStats: input %s must have a static shape of rank >= 2", x))
 		return x, x, x
 	}
-	axes := []int64{0}
-	for i := 2; i < r; i++ {
-		axes = append(axes, int64(i))
-	}
 	c := x.Shape[1].Size
-	// Sums over space first, then over the batch: each stage adds fewer
-	// float32 terms, which halves the forward's rounding error at 224x224
-	// (measured against float64 PyTorch) at no extra cost.
-	twoStage := func(op string, v *Value) *Value {
-		if r == 2 {
-			return g.reduce(op, v, axes, false)
-		}
-		return g.ReduceSum(g.reduce(op, v, axes[1:], true), axes, false)
-	}
-	mean = g.Mul(twoStage("ReduceSum", x), g.Scalar(x.DType, 1/float64(x.Shape.NumElements()/c)))
+	count := float64(x.Shape.NumElements() / c)
+	mean = g.Mul(g.channelSum(x), g.Scalar(x.DType, 1/count))
 	xc := g.Sub(x, g.Reshape(mean, channelShape(r)...))
 	if xc.Producer != nil {
 		xc.Producer.Role = RoleCentering
 	}
-	count := x.Shape.NumElements() / c
-	variance = g.Mul(twoStage("ReduceSumSquare", xc), g.Scalar(x.DType, 1/float64(count)))
+	variance = g.Mul(g.channelDot(xc, xc), g.Scalar(x.DType, 1/count))
 	zero := g.Const(FilledTensor(x.DType, []int64{c}, 0))
 	y = g.BatchNorm(xc, scale, bias, zero, variance, eps)
 	if y.Producer != nil {

@@ -63,6 +63,18 @@ func FilledTensor(dt DType, dims []int64, v float64) *Tensor {
 	return t
 }
 
+// set stores v (rounded to the tensor's type) at flat index i.
+func (t *Tensor) set(i int64, v float64) {
+	switch t.DType {
+	case Float:
+		t.Float32[i] = float32(v)
+	case Int64:
+		t.Int64[i] = int64(v)
+	default:
+		putScalar(t.Raw[int(i)*t.DType.Size():], t.DType, v)
+	}
+}
+
 func putScalar(b []byte, dt DType, v float64) {
 	switch dt {
 	case Float16:
