@@ -265,8 +265,9 @@ func convWeightGradTaps(g *Graph, x, d *Value, kernel []int64, sp spatial, shift
 // over batch and space per channel, with sigma = sqrt(var+eps) and xhat =
 // xc/sigma. The affine-in-xhat term is one inference-mode BatchNormalization
 // of xc, or on large planes the same map as a depthwise Conv, which ONNX
-// Runtime fuses with the Add (see affineConvMinPlane). The gradient is returned for the node's input xc; the centering Sub
-// passes it on to x unchanged (it is already centered). Without the role
+// Runtime fuses with the Add (see affineConvMinPlane); sum(dY*xc) is
+// channelDot. The gradient is returned for the node's input xc; the
+// centering Sub passes it on to x unchanged (it is already centered). Without the role
 // (inference mode) the statistics are constants and dX = gamma/sigma * dY.
 func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 	g := c.g
@@ -844,9 +845,10 @@ func flippable(kernel []int64, sp spatial) bool {
 //
 // Reversing both spatial axes reverses the flattened kh*kw taps, done as a
 // MatMul by the reversal permutation: ONNX Runtime's Slice with negative
-// steps copies element by element (8 ms for a 512x512x3x3 kernel, more than
-// the 7x7 convolution it serves), the MatMul is about 1 ms. Multiplying by
-// ones and adding zeros is exact for finite weights.
+// steps copies element by element and takes twice as long with the
+// Transpose (7 ms against 3 for a 512x512x3x3 kernel, BenchmarkKernelFlip,
+// about half the 7x7 convolution it serves). Multiplying by ones and adding
+// zeros is exact for finite weights.
 func flipKernel(g *Graph, w *Value) *Value {
 	co, ci, kh, kw := w.Shape[0].Size, w.Shape[1].Size, w.Shape[2].Size, w.Shape[3].Size
 	taps := kh * kw
