@@ -28,21 +28,95 @@ func (g *Graph) depthwiseAffine(x, a, b *Value) *Value {
 	return g.Conv(x, g.Reshape(a, c, 1, 1, 1), b, ConvOpts{Group: c})
 }
 
-// LowerBatchStats rewrites, for speed on ONNX Runtime's CPU provider, each
-// training-mode BatchNormalization (RoleBatchStats, see
-// BatchNormBatchStats) whose input affineAsConv accepts into the same
-// affine map as a depthwise Conv: y = xc * gamma/sqrt(var+eps) + beta, the
-// kernel computed per channel before it. The output value is unchanged, so
-// the Relu or Add+Relu that reads it fuses with the Conv.
+// LowerBatchStats rewrites a finished training graph for speed on ONNX
+// Runtime's CPU provider, keeping every output's value:
 //
-// Call it after Gradients: the rewritten nodes carry RoleLowered, which
-// autodiff refuses, since a Conv rule would not give the training-mode
-// BatchNorm gradient.
+//   - the centering of a BatchNorm input that a pointwise (1x1, stride 1,
+//     unpadded, ungrouped) Conv with no more input than output channels
+//     produces moves into that Conv as a bias: the batch mean of W*x is W
+//     times the batch mean of x, a (C) vector from a sum over the smaller
+//     input, and the GEMM adds the bias as it writes. That removes the
+//     centering Sub's pass over the wide tensor at the end of every
+//     bottleneck (and the sum over it);
+//   - each training-mode BatchNormalization (RoleBatchStats, see
+//     BatchNormBatchStats) whose input affineAsConv accepts becomes the same
+//     affine map as a depthwise Conv, y = xc * gamma/sqrt(var+eps) + beta,
+//     which ONNX Runtime fuses with the Relu or Add+Relu that reads it;
+//   - nodes no output depends on any more are removed.
+//
+// Call it last, once every output is declared: the rewritten nodes carry
+// RoleLowered, which autodiff refuses (a Conv rule would not give the
+// training-mode BatchNorm gradient), and pruning drops whatever no output
+// reads yet.
 func (g *Graph) LowerBatchStats() error {
 	if g.err != nil {
 		return g.err
 	}
-	before := map[*Node][]*Node{} // target -> nodes to insert before it
+	before := map[*Node][]*Node{} // node -> nodes to insert before it
+	// build runs f with the builder and returns the nodes it appended,
+	// taking them out of g.Nodes (they go into before).
+	build := func(scope string, f func()) []*Node {
+		start := len(g.Nodes)
+		prev := g.SetScope(scope)
+		f()
+		g.SetScope(prev)
+		added := append([]*Node{}, g.Nodes[start:]...)
+		g.Nodes = g.Nodes[:start]
+		return added
+	}
+	protected := map[*Value]bool{}
+	for _, o := range g.Outputs {
+		protected[o] = true
+	}
+	consumers := map[*Value][]*Node{}
+	for _, n := range g.Nodes {
+		for _, in := range n.Inputs {
+			if in != nil {
+				consumers[in] = append(consumers[in], n)
+			}
+		}
+	}
+	replace := map[*Value]*Value{}
+	for _, s := range g.Nodes {
+		if s.Role != RoleCentering || s.Op != "Sub" {
+			continue
+		}
+		y, meanShaped := s.Inputs[0], s.Inputs[1]
+		c := y.Producer
+		if c == nil || !pointwiseConv(c) || protected[y] || protected[s.Outputs[0]] || meanShaped.Producer == nil {
+			continue
+		}
+		x, w := c.Inputs[0], c.Inputs[1]
+		co, ci := w.Shape[0].Size, w.Shape[1].Size
+		if ci > co {
+			continue
+		}
+		mean := meanShaped.Producer.Inputs[0] // Reshape(mean, 1, C, 1, 1)
+		if protected[mean] || !onlyFeeds(consumers, y, s, mean) {
+			continue
+		}
+		var newMean, bias *Value
+		before[c] = append(before[c], build("lowered/"+c.Name, func() {
+			count := float64(x.Shape.NumElements() / ci)
+			meanIn := g.Reshape(g.Mul(g.channelSum(x), g.Scalar(x.DType, 1/count)), ci, 1)
+			newMean = g.Reshape(g.MatMul(g.Reshape(w, co, ci), meanIn), co)
+			bias = g.Neg(newMean)
+		})...)
+		if g.err != nil {
+			return fmt.Errorf("lower batch stats: %w", g.err)
+		}
+		c.Inputs = []*Value{x, w, bias}
+		c.Role = RoleLowered
+		replace[mean] = newMean
+		replace[s.Outputs[0]] = y
+	}
+	for _, n := range g.Nodes {
+		for i, in := range n.Inputs {
+			if r, ok := replace[in]; ok {
+				n.Inputs[i] = r
+			}
+		}
+	}
 	for _, n := range g.Nodes {
 		if n.Role != RoleBatchStats || n.Op != "BatchNormalization" || !affineAsConv(n.Inputs[0]) {
 			continue
@@ -51,29 +125,116 @@ func (g *Graph) LowerBatchStats() error {
 			return fmt.Errorf("lower batch stats: node %s is not a one-output BatchNormalization", n.Name)
 		}
 		xc, scale, bias, variance := n.Inputs[0], n.Inputs[1], n.Inputs[2], n.Inputs[4]
-		start := len(g.Nodes)
-		prev := g.SetScope("lowered/" + n.Name)
-		eps := g.Scalar(variance.DType, float64(n.Float("epsilon", 1e-5)))
-		y := g.depthwiseAffine(xc, g.Mul(scale, g.Reciprocal(g.Sqrt(g.Add(variance, eps)))), bias)
-		g.SetScope(prev)
+		var y *Value
+		added := build("lowered/"+n.Name, func() {
+			eps := g.Scalar(variance.DType, float64(n.Float("epsilon", 1e-5)))
+			y = g.depthwiseAffine(xc, g.Mul(scale, g.Reciprocal(g.Sqrt(g.Add(variance, eps)))), bias)
+		})
 		if g.err != nil {
 			return fmt.Errorf("lower batch stats: %w", g.err)
 		}
-		// Keep the nodes that compute the kernel, to go before n; n takes
-		// the Conv's operator, inputs and attributes, keeping its output.
+		// The nodes that compute the kernel go before n; n takes the Conv's
+		// operator, inputs and attributes, keeping its output.
 		conv := y.Producer
-		before[n] = append([]*Node{}, g.Nodes[start:len(g.Nodes)-1]...)
-		g.Nodes = g.Nodes[:start]
+		before[n] = append(before[n], added[:len(added)-1]...)
 		n.Op, n.Inputs, n.Attrs, n.Role = conv.Op, conv.Inputs, conv.Attrs, RoleLowered
 	}
 	if len(before) == 0 {
 		return nil
 	}
-	nodes := make([]*Node, 0, len(g.Nodes)+4*len(before))
+	nodes := make([]*Node, 0, len(g.Nodes)+8*len(before))
 	for _, n := range g.Nodes {
 		nodes = append(nodes, before[n]...)
 		nodes = append(nodes, n)
 	}
 	g.Nodes = nodes
+	g.prune()
 	return nil
+}
+
+// pointwiseConv says whether n is a 2-D float32 Conv with a 1x1 kernel,
+// stride 1, no padding, one group and no bias, on static shapes.
+func pointwiseConv(n *Node) bool {
+	if n.Op != "Conv" || len(n.Inputs) > 2 && n.Inputs[2] != nil || len(n.Inputs) < 2 {
+		return false
+	}
+	x, w := n.Inputs[0], n.Inputs[1]
+	if x.DType != Float || x.Shape.Rank() != 4 || !x.Shape.Static() || !w.Shape.Static() {
+		return false
+	}
+	if w.Shape[2].Size != 1 || w.Shape[3].Size != 1 || n.Int("group", 1) != 1 || n.Str("auto_pad", "NOTSET") != "NOTSET" {
+		return false
+	}
+	for _, v := range n.Ints("strides") {
+		if v != 1 {
+			return false
+		}
+	}
+	for _, v := range n.Ints("pads") {
+		if v != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// onlyFeeds says whether every reader of y is the node s or computes
+// nothing but mean from it: the chain of sums BatchNormBatchStats builds.
+func onlyFeeds(consumers map[*Value][]*Node, y *Value, s *Node, mean *Value) bool {
+	var reaches func(v *Value, depth int) bool
+	reaches = func(v *Value, depth int) bool { // every path from v ends at mean
+		if v == mean {
+			return true
+		}
+		if depth > 4 || len(consumers[v]) == 0 {
+			return false
+		}
+		for _, n := range consumers[v] {
+			if len(n.Outputs) != 1 || !reaches(n.Outputs[0], depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, n := range consumers[y] {
+		if n == s {
+			continue
+		}
+		if len(n.Outputs) != 1 || !reaches(n.Outputs[0], 1) {
+			return false
+		}
+	}
+	return true
+}
+
+// prune removes nodes none of whose outputs a graph output depends on.
+func (g *Graph) prune() {
+	live := map[*Value]bool{}
+	for _, o := range g.Outputs {
+		live[o] = true
+	}
+	keep := make([]bool, len(g.Nodes))
+	for i := len(g.Nodes) - 1; i >= 0; i-- {
+		n := g.Nodes[i]
+		for _, o := range n.Outputs {
+			if live[o] {
+				keep[i] = true
+				break
+			}
+		}
+		if keep[i] {
+			for _, in := range n.Inputs {
+				if in != nil {
+					live[in] = true
+				}
+			}
+		}
+	}
+	nodes := g.Nodes[:0]
+	for i, n := range g.Nodes {
+		if keep[i] {
+			nodes = append(nodes, n)
+		}
+	}
+	g.Nodes = nodes
 }

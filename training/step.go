@@ -203,12 +203,6 @@ func BuildStep(o StepOptions) (*Step, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train step: %w", err)
 	}
-	// The forward's BatchNorm affine maps become depthwise convolutions that
-	// ONNX Runtime fuses with the ReLU (or residual Add and ReLU) after
-	// them; differentiation is done, so the rewrite no longer matters to it.
-	if err := g.LowerBatchStats(); err != nil {
-		return nil, fmt.Errorf("train step: %w", err)
-	}
 
 	// Optimizer: PyTorch's SGD(nesterov=True). The step also reports
 	// whether every gradient is finite; when one is not, the new/* outputs
@@ -294,6 +288,13 @@ func BuildStep(o StepOptions) (*Step, error) {
 			}
 		}
 		g.Output(s.Probes...)
+	}
+	// For ONNX Runtime's CPU kernels: centering folded into pointwise convs,
+	// BatchNorm affine maps as depthwise convs that fuse with the ReLU (or
+	// residual Add and ReLU) after them. Every output is declared, and
+	// differentiation is done, so the rewrite changes no result.
+	if err := g.LowerBatchStats(); err != nil {
+		return nil, fmt.Errorf("train step: %w", err)
 	}
 	if err := g.Validate(); err != nil {
 		return nil, fmt.Errorf("train step: %w", err)
