@@ -848,7 +848,9 @@ func flippable(kernel []int64, sp spatial) bool {
 // steps copies element by element and takes twice as long with the
 // Transpose (7 ms against 3 for a 512x512x3x3 kernel, BenchmarkKernelFlip,
 // about half the 7x7 convolution it serves). Multiplying by ones and adding
-// zeros is exact for finite weights.
+// zeros is exact for finite weights in float32 arithmetic (a provider that
+// rounds MatMul inputs, as TF32 on recent GPUs does, rounds them as its
+// convolution would).
 func flipKernel(g *Graph, w *Value) *Value {
 	co, ci, kh, kw := w.Shape[0].Size, w.Shape[1].Size, w.Shape[2].Size, w.Shape[3].Size
 	taps := kh * kw

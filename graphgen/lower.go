@@ -13,8 +13,8 @@ import "fmt"
 // the grouped convolution's per-group overhead makes it slower.
 const affineConvMinPlane = 14 * 14
 
-// affineAsConv says whether channelAffine writes an affine map of x as a
-// depthwise Conv.
+// affineAsConv says whether an affine map of x is written as a depthwise
+// Conv (depthwiseAffine), by LowerBatchStats and by gradBatchNorm.
 func affineAsConv(x *Value) bool {
 	s := x.Shape
 	return s.Rank() == 4 && s.Static() && x.DType == Float && s[2].Size*s[3].Size >= affineConvMinPlane
@@ -29,7 +29,8 @@ func (g *Graph) depthwiseAffine(x, a, b *Value) *Value {
 }
 
 // LowerBatchStats rewrites a finished training graph for speed on ONNX
-// Runtime's CPU provider, keeping every output's value:
+// Runtime's CPU provider, keeping every output's value up to float32
+// rounding:
 //
 //   - the centering of a BatchNorm input that a pointwise (1x1, stride 1,
 //     unpadded, ungrouped) Conv with no more input than output channels
@@ -91,8 +92,11 @@ func (g *Graph) LowerBatchStats() error {
 		if ci > co {
 			continue
 		}
+		if meanShaped.Producer.Op != "Reshape" {
+			continue
+		}
 		mean := meanShaped.Producer.Inputs[0] // Reshape(mean, 1, C, 1, 1)
-		if protected[mean] || !onlyFeeds(consumers, y, s, mean) {
+		if !onlyFeeds(consumers, protected, y, s, mean) {
 			continue
 		}
 		var newMean, bias *Value
@@ -117,6 +121,15 @@ func (g *Graph) LowerBatchStats() error {
 			}
 		}
 	}
+	for _, added := range before {
+		for _, n := range added {
+			for i, in := range n.Inputs {
+				if r, ok := replace[in]; ok {
+					n.Inputs[i] = r
+				}
+			}
+		}
+	}
 	for _, n := range g.Nodes {
 		if n.Role != RoleBatchStats || n.Op != "BatchNormalization" || !affineAsConv(n.Inputs[0]) {
 			continue
@@ -138,9 +151,6 @@ func (g *Graph) LowerBatchStats() error {
 		conv := y.Producer
 		before[n] = append(before[n], added[:len(added)-1]...)
 		n.Op, n.Inputs, n.Attrs, n.Role = conv.Op, conv.Inputs, conv.Attrs, RoleLowered
-	}
-	if len(before) == 0 {
-		return nil
 	}
 	nodes := make([]*Node, 0, len(g.Nodes)+8*len(before))
 	for _, n := range g.Nodes {
@@ -178,11 +188,17 @@ func pointwiseConv(n *Node) bool {
 	return true
 }
 
-// onlyFeeds says whether every reader of y is the node s or computes
-// nothing but mean from it: the chain of sums BatchNormBatchStats builds.
-func onlyFeeds(consumers map[*Value][]*Node, y *Value, s *Node, mean *Value) bool {
+// onlyFeeds says whether y is read by the node s and by a chain that
+// computes mean from it and nothing else (the sums BatchNormBatchStats
+// builds), no value on the way, nor mean, being a graph output: then
+// folding the centering into y's producer changes nothing but s's output
+// and mean, which it replaces.
+func onlyFeeds(consumers map[*Value][]*Node, protected map[*Value]bool, y *Value, s *Node, mean *Value) bool {
 	var reaches func(v *Value, depth int) bool
 	reaches = func(v *Value, depth int) bool { // every path from v ends at mean
+		if protected[v] {
+			return false
+		}
 		if v == mean {
 			return true
 		}
@@ -196,18 +212,21 @@ func onlyFeeds(consumers map[*Value][]*Node, y *Value, s *Node, mean *Value) boo
 		}
 		return true
 	}
+	others := 0
 	for _, n := range consumers[y] {
 		if n == s {
 			continue
 		}
+		others++
 		if len(n.Outputs) != 1 || !reaches(n.Outputs[0], 1) {
 			return false
 		}
 	}
-	return true
+	return others > 0
 }
 
-// prune removes nodes none of whose outputs a graph output depends on.
+// prune removes the nodes no graph output depends on, then the constant
+// initializers no remaining node reads.
 func (g *Graph) prune() {
 	live := map[*Value]bool{}
 	for _, o := range g.Outputs {
@@ -237,4 +256,18 @@ func (g *Graph) prune() {
 		}
 	}
 	g.Nodes = nodes
+	inits := g.Inits[:0]
+	for _, in := range g.Inits {
+		if live[in.Value] {
+			inits = append(inits, in)
+			continue
+		}
+		delete(g.inits, in.Value.Name)
+		for k, v := range g.constants {
+			if v == in.Value {
+				delete(g.constants, k)
+			}
+		}
+	}
+	g.Inits = inits
 }

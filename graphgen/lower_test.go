@@ -8,17 +8,35 @@ import (
 	"github.com/ortrain/ortrain/runtime"
 )
 
-// TestLowerBatchStatsKeepsResults builds a pointwise Conv (fewer input than
-// output channels, so its centering folds into a bias), training-mode
-// BatchNorm, ReLU, residual Add and ReLU, with gradients, batch mean and
-// variance as outputs, and runs it in ONNX Runtime before and after
-// LowerBatchStats: every output must agree to float32 rounding, the
-// centering Sub must be gone and the BatchNorm must have become a Conv.
-// (The graph before lowering is the one the gradient rules are checked
-// against PyTorch with.)
+// TestLowerBatchStatsKeepsResults builds a Conv, training-mode BatchNorm,
+// ReLU, residual Add and ReLU, with gradients, batch mean and variance as
+// outputs, and runs it in ONNX Runtime before and after LowerBatchStats:
+// every output must agree to float32 rounding, and the graph must have
+// changed as the case says: the centering folded into a pointwise Conv with
+// no more input than output channels (not into one with more, nor a strided
+// one), and the BatchNorm made a Conv. (The graph before lowering is the one
+// the gradient rules are checked against PyTorch with.)
 func TestLowerBatchStatsKeepsResults(t *testing.T) {
 	testutil.InitORT(t)
-	shapes := [][]int64{{4, 8, 16, 16}, {16, 8, 1, 1}, {16}, {16}, {4, 16, 16, 16}}
+	for _, c := range []struct {
+		name            string
+		ci, co, hw, str int64
+		fold            bool
+	}{
+		{"fold 8->16 at 16x16", 8, 16, 16, 1, true},
+		{"fold 8->16 at 28x28 (grouped-conv sums)", 8, 16, 28, 1, true},
+		{"no fold, 16->8", 16, 8, 16, 1, false},
+		{"no fold, stride 2", 8, 16, 32, 2, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := c.hw / c.str
+			checkLowering(t, [][]int64{{4, c.ci, c.hw, c.hw}, {c.co, c.ci, 1, 1}, {c.co}, {c.co}, {4, c.co, out, out}},
+				c.str, c.fold)
+		})
+	}
+}
+
+func checkLowering(t *testing.T, shapes [][]int64, stride int64, fold bool) {
 	r := rand.New(rand.NewPCG(3, 4))
 	feeds := make([][]float32, len(shapes))
 	for i, s := range shapes {
@@ -34,7 +52,7 @@ func TestLowerBatchStatsKeepsResults(t *testing.T) {
 		for i, s := range shapes {
 			in = append(in, g.Input(string(rune('a'+i)), Float, S(s...)))
 		}
-		z := g.Conv(in[0], in[1], nil, ConvOpts{})
+		z := g.Conv(in[0], in[1], nil, ConvOpts{Strides: []int64{stride, stride}})
 		y, mean, variance := g.BatchNormBatchStats(z, in[2], in[3], 1e-5)
 		out := g.Relu(g.Add(g.Relu(y), in[4]))
 		loss := g.ReduceSum(g.Mul(out, out), nil, false)
@@ -102,17 +120,34 @@ func TestLowerBatchStatsKeepsResults(t *testing.T) {
 	}
 	centering := func(n *Node) bool { return n.Role == RoleCentering }
 	batchNorm := func(n *Node) bool { return n.Role == RoleBatchStats }
-	if count(plain, centering) != 1 || count(lowered, centering) != 0 {
-		t.Errorf("centering Subs: %d before, %d after lowering; want 1 and 0", count(plain, centering), count(lowered, centering))
+	wantCentering := 1
+	if fold {
+		wantCentering = 0
+	}
+	if count(plain, centering) != 1 || count(lowered, centering) != wantCentering {
+		t.Errorf("centering Subs: %d before, %d after lowering; want 1 and %d", count(plain, centering), count(lowered, centering), wantCentering)
 	}
 	if count(plain, batchNorm) != 1 || count(lowered, batchNorm) != 0 {
 		t.Errorf("batch-stats BatchNorms: %d before, %d after lowering; want 1 and 0", count(plain, batchNorm), count(lowered, batchNorm))
 	}
 	// Passes over the activations: nodes writing a tensor of the Conv
-	// output's size. The centering Sub's is gone; nothing of that size is
-	// added.
-	full := func(n *Node) bool { return n.Outputs[0].Shape.NumElements() >= 4*16*16*16 }
-	if b, a := count(plain, full), count(lowered, full); a != b-1 {
-		t.Errorf("activation-sized nodes: %d before, %d after lowering; want one fewer", b, a)
+	// output's size. The fold removes the centering Sub's; nothing of that
+	// size is added.
+	size := S(shapes[4]...).NumElements()
+	full := func(n *Node) bool { return n.Outputs[0].Shape.NumElements() >= size }
+	if b, a := count(plain, full), count(lowered, full); a != b-1+wantCentering {
+		t.Errorf("activation-sized nodes: %d before, %d after lowering; want %d", b, a, b-1+wantCentering)
+	}
+	// No constant is left that nothing reads.
+	read := map[*Value]bool{}
+	for _, n := range lowered.Nodes {
+		for _, in := range n.Inputs {
+			read[in] = true
+		}
+	}
+	for _, in := range lowered.Inits {
+		if !read[in.Value] {
+			t.Errorf("initializer %s is read by no node after lowering", in.Value.Name)
+		}
 	}
 }

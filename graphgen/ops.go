@@ -412,7 +412,7 @@ const groupConvDotMinPlane = 28 * 28
 // Other shapes and types take Mul (or ReduceSumSquare) and channelSum.
 func (g *Graph) channelDot(a, b *Value) *Value {
 	s := a.Shape
-	if s.Rank() == 4 && a.DType == Float && s[2].Size*s[3].Size >= groupConvDotMinPlane {
+	if s.Rank() == 4 && s.Static() && a.DType == Float && b.Shape.Equal(s) && s[2].Size*s[3].Size >= groupConvDotMinPlane {
 		n, c, h, w := s[0].Size, s[1].Size, s[2].Size, s[3].Size
 		dot := g.Conv(g.Reshape(a, 1, n*c, h, w), g.Reshape(b, n*c, 1, h, w), nil, ConvOpts{Group: n * c})
 		return g.ReduceSum(g.Reshape(dot, n, c), []int64{0}, false)

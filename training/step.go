@@ -292,7 +292,8 @@ func BuildStep(o StepOptions) (*Step, error) {
 	// For ONNX Runtime's CPU kernels: centering folded into pointwise convs,
 	// BatchNorm affine maps as depthwise convs that fuse with the ReLU (or
 	// residual Add and ReLU) after them. Every output is declared, and
-	// differentiation is done, so the rewrite changes no result.
+	// differentiation is done, so the rewrite changes no result beyond
+	// float32 rounding.
 	if err := g.LowerBatchStats(); err != nil {
 		return nil, fmt.Errorf("train step: %w", err)
 	}
