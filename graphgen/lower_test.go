@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/ortrain/ortrain/internal/testutil"
-	"github.com/ortrain/ortrain/runtime"
 )
 
 // TestLowerBatchStatsKeepsResults builds a Conv, training-mode BatchNorm,
@@ -76,30 +75,7 @@ func checkLowering(t *testing.T, shapes [][]int64, stride int64, fold bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sess, err := runtime.NewSession(model, nil, nil, runtime.Options{IntraOpThreads: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sess.Destroy()
-		var tensors []*runtime.Tensor
-		for i, s := range shapes {
-			tt, err := runtime.NewFloat32(s, feeds[i])
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tt.Destroy()
-			tensors = append(tensors, tt)
-		}
-		outs, err := sess.Run(tensors, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var res [][]float32
-		for _, o := range outs {
-			res = append(res, append([]float32{}, o.Float32s()...))
-			o.Destroy()
-		}
-		return res, g
+		return testutil.RunFloat32(t, model, shapes, feeds), g
 	}
 	want, plain := run(false)
 	got, lowered := run(true)

@@ -125,3 +125,34 @@ func L2RelErr(got, want []float32) float64 {
 	}
 	return math.Sqrt(d / r)
 }
+
+// RunFloat32 runs a serialized model once in ONNX Runtime (one thread) on
+// float32 inputs of the given shapes and returns every output as float32
+// values, failing the test on any error.
+func RunFloat32(t testing.TB, model []byte, shapes [][]int64, feeds [][]float32) [][]float32 {
+	t.Helper()
+	sess, err := runtime.NewSession(model, nil, nil, runtime.Options{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Destroy()
+	var tensors []*runtime.Tensor
+	for i, s := range shapes {
+		tt, err := runtime.NewFloat32(s, feeds[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tt.Destroy()
+		tensors = append(tensors, tt)
+	}
+	outs, err := sess.Run(tensors, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := make([][]float32, len(outs))
+	for i, o := range outs {
+		res[i] = append([]float32{}, o.Float32s()...)
+		o.Destroy()
+	}
+	return res
+}
