@@ -15,6 +15,17 @@ cd "$(dirname "$0")/.."
 data=${1:-../shared/data/imagenette}
 results=${RESULTS:-docs/results/ablation.tsv}
 mkdir -p runs/ablation
+# plot_finished redraws docs/results/ablation-top1.png from the runs the
+# results file lists (not the teacher, nor a run still in progress).
+plot_finished() {
+  local runs=() d
+  while read -r d; do
+    [ -d "$d" ] && runs+=("$d")
+  done < <(awk -F'\t' 'NR > 1 && $1 != "teacher" { print "runs/ablation/" $1 "-s" $2 }' "$results" | sort -u)
+  if [ "${#runs[@]}" -gt 0 ]; then
+    bin/ortrain compare -o docs/results/ablation-top1.png "${runs[@]}"
+  fi
+}
 done_already() { [ -f "$results" ] && awk -F'\t' -v r="$1" -v s="$2" '$1 == r && $2 == s { f = 1 } END { exit !f }' "$results"; }
 for row in baseline efficient resnet50b resnet50c resnet50d cosine smoothing distill mixup distill-mixup; do
   if [ "$row" = distill ] || [ "$row" = distill-mixup ]; then
@@ -29,6 +40,7 @@ for row in baseline efficient resnet50b resnet50c resnet50d cosine smoothing dis
   done
   for p in "${pids[@]}"; do wait "$p"; done
   scripts/results_table.py "$results" --update docs/results.md
+  plot_finished
 done
 exit
 }
