@@ -83,14 +83,17 @@ func TestWritesModel(t *testing.T) {
 	}
 }
 
-// The train-step graph written with --init runs in ONNX Runtime from the
-// file alone: parameters and statistics come from the defaults, momentum
-// buffers are fed as zeros.
+// The train-step graph written with --init passes the ONNX checker (full
+// check, opset 17) and runs in ONNX Runtime from the file alone: parameters
+// and statistics come from the defaults, momentum buffers are fed as zeros.
 func TestTrainStepFile(t *testing.T) {
 	testutil.InitORT(t)
 	path := filepath.Join(t.TempDir(), "step.onnx")
 	if code, _, stderr := runCLI("train-step", "resnet18d", "--batch", "2", "--classes", "5", "--image-size", "64", "--init", "-o", path); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if out := testutil.RunOracle(t, "onnx_check.py", path); !strings.Contains(out, "ok ") {
+		t.Errorf("checker: %s", out)
 	}
 	sess, err := runtime.NewSessionFromFile(path, nil, []string{"loss", "all_finite"}, runtime.Options{})
 	if err != nil {
