@@ -64,9 +64,8 @@ func init() {
 // space. The weight gradient of an ungrouped 2-D convolution with at least
 // 16 input channels is one batched MatMul per kernel tap, dY (N,Co,HoWo)
 // times the input shifted by the tap and strided (N,Ci,HoWo) transposed,
-// summed over the batch: im2col without
-// materializing the whole column matrix, 2 to 15 times faster in ONNX Runtime
-// than the alternative. Otherwise (the 3-channel stem, groups) it is a
+// summed over the batch: im2col without materializing the whole column
+// matrix, 2 to 15 times faster in ONNX Runtime than the alternative. Otherwise (the 3-channel stem, groups) it is a
 // convolution of the input (batch and channels swapped, grouped by the forward
 // groups) with dY as the kernel, dilated by the forward stride.
 func gradConv(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
@@ -267,8 +266,9 @@ func convWeightGradTaps(g *Graph, x, d *Value, kernel []int64, sp spatial, shift
 // of xc, or on large planes the same map as a depthwise Conv, which ONNX
 // Runtime fuses with the Add (see affineConvMinPlane); sum(dY*xc) is
 // channelDot. The gradient is returned for the node's input xc; the
-// centering Sub passes it on to x unchanged (it is already centered). Without the role
-// (inference mode) the statistics are constants and dX = gamma/sigma * dY.
+// centering Sub passes it on to x unchanged (it is already centered).
+// Without the role (inference mode) the statistics are constants and dX =
+// gamma/sigma * dY.
 func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 	g := c.g
 	x, scale, variance, d := n.Inputs[0], n.Inputs[1], n.Inputs[4], dy[0]

@@ -69,14 +69,7 @@ func (g *Graph) LowerBatchStats() error {
 	for _, o := range g.Outputs {
 		protected[o] = true
 	}
-	consumers := map[*Value][]*Node{}
-	for _, n := range g.Nodes {
-		for _, in := range n.Inputs {
-			if in != nil {
-				consumers[in] = append(consumers[in], n)
-			}
-		}
-	}
+	consumers := g.Consumers()
 	replace := map[*Value]*Value{}
 	for _, s := range g.Nodes {
 		if s.Role != RoleCentering || s.Op != "Sub" {
@@ -114,22 +107,8 @@ func (g *Graph) LowerBatchStats() error {
 		replace[mean] = newMean
 		replace[s.Outputs[0]] = y
 	}
-	for _, n := range g.Nodes {
-		for i, in := range n.Inputs {
-			if r, ok := replace[in]; ok {
-				n.Inputs[i] = r
-			}
-		}
-	}
-	for _, added := range before {
-		for _, n := range added {
-			for i, in := range n.Inputs {
-				if r, ok := replace[in]; ok {
-					n.Inputs[i] = r
-				}
-			}
-		}
-	}
+	// The affine maps read the centered values as they are now; the final
+	// pass below points every reader, these included, at the folded ones.
 	for _, n := range g.Nodes {
 		if n.Role != RoleBatchStats || n.Op != "BatchNormalization" || !affineAsConv(n.Inputs[0]) {
 			continue
@@ -156,6 +135,13 @@ func (g *Graph) LowerBatchStats() error {
 	for _, n := range g.Nodes {
 		nodes = append(nodes, before[n]...)
 		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		for i, in := range n.Inputs {
+			if r, ok := replace[in]; ok {
+				n.Inputs[i] = r
+			}
+		}
 	}
 	g.Nodes = nodes
 	g.prune()
@@ -193,7 +179,7 @@ func pointwiseConv(n *Node) bool {
 // builds), no value on the way, nor mean, being a graph output: then
 // folding the centering into y's producer changes nothing but s's output
 // and mean, which it replaces.
-func onlyFeeds(consumers map[*Value][]*Node, protected map[*Value]bool, y *Value, s *Node, mean *Value) bool {
+func onlyFeeds(consumers map[string][]*Node, protected map[*Value]bool, y *Value, s *Node, mean *Value) bool {
 	var reaches func(v *Value, depth int) bool
 	reaches = func(v *Value, depth int) bool { // every path from v ends at mean
 		if protected[v] {
@@ -202,10 +188,10 @@ func onlyFeeds(consumers map[*Value][]*Node, protected map[*Value]bool, y *Value
 		if v == mean {
 			return true
 		}
-		if depth > 4 || len(consumers[v]) == 0 {
+		if depth > 4 || len(consumers[v.Name]) == 0 {
 			return false
 		}
-		for _, n := range consumers[v] {
+		for _, n := range consumers[v.Name] {
 			if len(n.Outputs) != 1 || !reaches(n.Outputs[0], depth+1) {
 				return false
 			}
@@ -213,7 +199,7 @@ func onlyFeeds(consumers map[*Value][]*Node, protected map[*Value]bool, y *Value
 		return true
 	}
 	others := 0
-	for _, n := range consumers[y] {
+	for _, n := range consumers[y.Name] {
 		if n == s {
 			continue
 		}
