@@ -255,20 +255,22 @@ func convWeightGradTaps(g *Graph, x, d *Value, kernel []int64, sp spatial, shift
 }
 
 // BatchNormalization. With RoleBatchStats (training mode; see
-// BatchNormBatchStats) the input is xc = x - mean(x), the mean input 0 and
-// the variance the batch variance, and the gradient with respect to x is
+// BatchNormBatchStats) the input is xs = x - shift, the mean input m its
+// batch mean and the variance its batch variance, and the gradient with
+// respect to x is
 //
 //	dX = gamma/sigma * (dY - mean(dY) - xhat * mean(dY*xhat)),
 //	dgamma = sum(dY*xhat), dbeta = sum(dY),
 //
 // over batch and space per channel, with sigma = sqrt(var+eps) and xhat =
-// xc/sigma. The affine-in-xhat term is one inference-mode BatchNormalization
-// of xc, or on large planes the same map as a depthwise Conv, which ONNX
-// Runtime fuses with the Add (see affineConvMinPlane); sum(dY*xc) is
-// channelDot. The gradient is returned for the node's input xc; the
-// centering Sub passes it on to x unchanged (it is already centered).
-// Without the role (inference mode) the statistics are constants and dX =
-// gamma/sigma * dY.
+// (xs-m)/sigma, so sum(dY*xhat) = (sum(dY*xs) - m*sum(dY))/sigma, where
+// sum(dY*xs) is channelDot. The affine-in-xhat term is one inference-mode
+// BatchNormalization of xs, or on large planes the same map as a depthwise
+// Conv, which ONNX Runtime fuses with the Add (see affineConvMinPlane). The
+// gradient is returned for the node's input xs; the shifting Sub passes it
+// on to x unchanged (the shift is a constant, or the batch mean, whose
+// dependence on x the formula already accounts for). Without the role
+// (inference mode) the statistics are constants and dX = gamma/sigma * dY.
 func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 	g := c.g
 	x, scale, variance, d := n.Inputs[0], n.Inputs[1], n.Inputs[4], dy[0]
@@ -294,13 +296,14 @@ func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, err
 	invstd := g.Reciprocal(g.Sqrt(g.Add(variance, c.scalar(variance.DType, eps)))) // (C)
 	out := make([]*Value, 5)
 	var dbeta, dgamma *Value
-	if need[2] || (train && need[0]) {
+	if need[2] || (train && (need[0] || need[1])) {
 		dbeta = g.ReduceSum(d, axes, false)
 	}
 	if need[1] || (train && need[0]) {
 		var xhatDot *Value
 		if train {
-			xhatDot = g.Mul(g.channelDot(d, x), invstd) // sum(dY*xc)/sigma
+			// (sum(dY*xs) - m*sum(dY))/sigma
+			xhatDot = g.Mul(g.Sub(g.channelDot(d, x), g.Mul(n.Inputs[3], dbeta)), invstd)
 		} else {
 			mean := n.Inputs[3]
 			xc := g.Sub(x, g.Reshape(mean, channelShape(r)...))
@@ -318,7 +321,8 @@ func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, err
 			k2 := g.Mul(g.Mul(k1, dgamma), negInvM)
 			k3 := g.Mul(g.Mul(k1, dbeta), negInvM)
 			if affineAsConv(x) {
-				dx = g.Add(dx, g.depthwiseAffine(x, g.Mul(k2, invstd), k3))
+				a := g.Mul(k2, invstd) // (xs-m)*a + k3 = xs*a + (k3 - m*a)
+				dx = g.Add(dx, g.depthwiseAffine(x, a, g.Sub(k3, g.Mul(n.Inputs[3], a))))
 			} else {
 				dx = g.Add(dx, g.BatchNorm(x, k2, k3, n.Inputs[3], variance, float32(eps)))
 			}

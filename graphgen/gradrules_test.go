@@ -134,25 +134,44 @@ func gradCases() []gradCase {
 		{name: "batchnorm_train", op: "BatchNormTrain", attrs: map[string]any{"epsilon": 1e-5},
 			shapes: [][]int64{{4, 3, 5, 6}, {3}, {3}}, wrt: []int{0, 1, 2},
 			build: func(g *Graph, in []*Value) *Value {
-				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], 1e-5)
+				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], nil, 1e-5)
 				return y
 			}},
 		{name: "batchnorm_train_7x7", op: "BatchNormTrain", attrs: map[string]any{"epsilon": 1e-5},
 			shapes: [][]int64{{4, 32, 7, 7}, {32}, {32}}, wrt: []int{0, 1, 2},
 			build: func(g *Graph, in []*Value) *Value {
-				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], 1e-5)
+				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], nil, 1e-5)
 				return y
 			}},
 		{name: "batchnorm_train_56x56", op: "BatchNormTrain", attrs: map[string]any{"epsilon": 1e-5},
 			shapes: [][]int64{{4, 16, 56, 56}, {16}, {16}}, wrt: []int{0, 1, 2},
 			build: func(g *Graph, in []*Value) *Value {
-				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], 1e-5)
+				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], nil, 1e-5)
 				return y
 			}},
 		{name: "batchnorm_train_56x56_lowered", op: "BatchNormTrain", attrs: map[string]any{"epsilon": 1e-5},
 			shapes: [][]int64{{4, 16, 56, 56}, {16}, {16}}, wrt: []int{0, 1, 2}, lower: true,
 			build: func(g *Graph, in []*Value) *Value {
-				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], 1e-5)
+				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], nil, 1e-5)
+				return y
+			}},
+		// With a shift (as the train step passes the running mean): the
+		// one-pass statistics of x - shift, shifts near and far from the
+		// batch mean, on small and lowered large planes.
+		{name: "batchnorm_train_shift", op: "BatchNormTrain", attrs: map[string]any{"epsilon": 1e-5},
+			shapes: [][]int64{{4, 3, 5, 6}, {3}, {3}}, wrt: []int{0, 1, 2},
+			build: func(g *Graph, in []*Value) *Value {
+				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], g.Const(FloatTensor([]int64{3}, []float32{0.3, -2, 5})), 1e-5)
+				return y
+			}},
+		{name: "batchnorm_train_56x56_shift_lowered", op: "BatchNormTrain", attrs: map[string]any{"epsilon": 1e-5},
+			shapes: [][]int64{{4, 16, 56, 56}, {16}, {16}}, wrt: []int{0, 1, 2}, lower: true,
+			build: func(g *Graph, in []*Value) *Value {
+				shift := make([]float32, 16)
+				for i := range shift {
+					shift[i] = float32(i%5) - 2
+				}
+				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], g.Const(FloatTensor([]int64{16}, shift)), 1e-5)
 				return y
 			}},
 		{name: "BIG_avgpool", op: "AveragePool", attrs: poolAttrs(PoolOpts{Kernel: []int64{2, 2}, Strides: []int64{2, 2}, CeilMode: true}),
@@ -163,7 +182,7 @@ func gradCases() []gradCase {
 		{name: "BIG_bn", op: "BatchNormTrain", attrs: map[string]any{"epsilon": 1e-5},
 			shapes: [][]int64{{4, 1024, 14, 14}, {1024}, {1024}}, wrt: []int{0, 1, 2},
 			build: func(g *Graph, in []*Value) *Value {
-				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], 1e-5)
+				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], nil, 1e-5)
 				return y
 			}},
 		{name: "BIG_conv3x3s2", op: "Conv", attrs: convAttrs([]int64{2, 2}, []int64{1, 1, 1, 1}, []int64{1, 1}, 1),
@@ -174,7 +193,7 @@ func gradCases() []gradCase {
 		{name: "batchnorm_train_2d", op: "BatchNormTrain", attrs: map[string]any{"epsilon": 1e-3},
 			shapes: [][]int64{{6, 5}, {5}, {5}}, wrt: []int{0, 1, 2},
 			build: func(g *Graph, in []*Value) *Value {
-				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], 1e-3)
+				y, _, _ := g.BatchNormBatchStats(in[0], in[1], in[2], nil, 1e-3)
 				return y
 			}},
 		{name: "batchnorm_eval", op: "BatchNormalization", attrs: map[string]any{"epsilon": 1e-5},

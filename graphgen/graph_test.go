@@ -241,7 +241,7 @@ func TestNilAndMalformedInputsAreErrors(t *testing.T) {
 		"repeated axis":   func(g *Graph) { g.Unsqueeze(g.Input("x", Float, S(2)), 0, 0) },
 		"negative shape":  func(g *Graph) { g.ConstantOfShape(Float, 0, 2, -3) },
 		"negative filled": func(g *Graph) { g.Const(FilledTensor(Float, []int64{-2}, 1)) },
-		"batch stats nil": func(g *Graph) { g.BatchNormBatchStats(nil, nil, nil, 1e-5) },
+		"batch stats nil": func(g *Graph) { g.BatchNormBatchStats(nil, nil, nil, nil, 1e-5) },
 		"convT group 0": func(g *Graph) {
 			x := g.Input("x", Float, S(1, 2, 4, 4))
 			w := g.Initializer("w", FloatTensor([]int64{2, 2, 3, 3}, make([]float32, 36)))

@@ -32,17 +32,16 @@ func (g *Graph) depthwiseAffine(x, a, b *Value) *Value {
 // Runtime's CPU provider, keeping every output's value up to float32
 // rounding:
 //
-//   - the centering of a BatchNorm input that a pointwise (1x1, stride 1,
-//     unpadded, ungrouped) Conv with no more input than output channels
-//     produces moves into that Conv as a bias: the batch mean of W*x is W
-//     times the batch mean of x, a (C) vector from a sum over the smaller
-//     input, and the GEMM adds the bias as it writes. That removes the
-//     centering Sub's pass over the wide tensor at the end of every
-//     bottleneck (and the sum over it);
-//   - each training-mode BatchNormalization (RoleBatchStats, see
-//     BatchNormBatchStats) whose input affineAsConv accepts becomes the same
-//     affine map as a depthwise Conv, y = xc * gamma/sqrt(var+eps) + beta,
-//     which ONNX Runtime fuses with the Relu or Add+Relu that reads it;
+//   - the shift of a BatchNorm input (the Sub of BatchNormBatchStats given
+//     a shift that is a graph input or constant, such as the running mean)
+//     moves into the bias-free Conv that produces the input, when nothing
+//     else reads that Conv's output: Conv(x, W) - shift = Conv(x, W, -shift),
+//     and the convolution adds the bias as it writes its output, so the
+//     Sub's pass over the activation disappears;
+//   - each training-mode BatchNormalization (RoleBatchStats) whose input
+//     affineAsConv accepts becomes the same affine map as a depthwise Conv,
+//     y = xs*a + (beta - m*a) with a = gamma/sqrt(var+eps), which ONNX
+//     Runtime fuses with the Relu or Add+Relu that reads it;
 //   - nodes no output depends on any more are removed.
 //
 // Call it last, once every output is declared: the rewritten nodes carry
@@ -75,39 +74,31 @@ func (g *Graph) LowerBatchStats() error {
 		if s.Role != RoleCentering || s.Op != "Sub" {
 			continue
 		}
-		y, meanShaped := s.Inputs[0], s.Inputs[1]
+		y, shaped := s.Inputs[0], s.Inputs[1]
 		c := y.Producer
-		if c == nil || !pointwiseConv(c) || protected[y] || protected[s.Outputs[0]] || meanShaped.Producer == nil {
+		if c == nil || c.Op != "Conv" || len(c.Inputs) > 2 && c.Inputs[2] != nil || protected[y] || len(consumers[y.Name]) != 1 {
 			continue
 		}
-		x, w := c.Inputs[0], c.Inputs[1]
-		co, ci := w.Shape[0].Size, w.Shape[1].Size
-		if ci > co {
+		// The shift, Reshape(shift, 1, C, 1, ...), must not depend on the
+		// Conv's output (BatchNormBatchStats without a shift subtracts the
+		// batch mean) and must have the bias's shape.
+		if shaped.Producer == nil || shaped.Producer.Op != "Reshape" {
 			continue
 		}
-		if meanShaped.Producer.Op != "Reshape" {
+		shift := shaped.Producer.Inputs[0]
+		if shift.Producer != nil || shift.DType != y.DType || y.Shape.Rank() < 3 || !shift.Shape.Equal(S(y.Shape[1].Size)) {
 			continue
 		}
-		mean := meanShaped.Producer.Inputs[0] // Reshape(mean, 1, C, 1, 1)
-		if !onlyFeeds(consumers, protected, y, s, mean) {
-			continue
-		}
-		var newMean, bias *Value
-		before[c] = append(before[c], build("lowered/"+c.Name, func() {
-			count := float64(x.Shape.NumElements() / ci)
-			meanIn := g.Reshape(g.Mul(g.channelSum(x), g.Scalar(x.DType, 1/count)), ci, 1)
-			newMean = g.Reshape(g.MatMul(g.Reshape(w, co, ci), meanIn), co)
-			bias = g.Neg(newMean)
-		})...)
+		var bias *Value
+		before[c] = append(before[c], build("lowered/"+c.Name, func() { bias = g.Neg(shift) })...)
 		if g.err != nil {
 			return fmt.Errorf("lower batch stats: %w", g.err)
 		}
-		c.Inputs = []*Value{x, w, bias}
+		c.Inputs = []*Value{c.Inputs[0], c.Inputs[1], bias}
 		c.Role = RoleLowered
-		replace[mean] = newMean
 		replace[s.Outputs[0]] = y
 	}
-	// The affine maps read the centered values as they are now; the final
+	// The affine maps read the shifted values as they are now; the final
 	// pass below points every reader, these included, at the folded ones.
 	for _, n := range g.Nodes {
 		if n.Role != RoleBatchStats || n.Op != "BatchNormalization" || !affineAsConv(n.Inputs[0]) {
@@ -116,11 +107,12 @@ func (g *Graph) LowerBatchStats() error {
 		if len(n.Inputs) != 5 || len(n.Outputs) != 1 {
 			return fmt.Errorf("lower batch stats: node %s is not a one-output BatchNormalization", n.Name)
 		}
-		xc, scale, bias, variance := n.Inputs[0], n.Inputs[1], n.Inputs[2], n.Inputs[4]
+		xs, scale, bias, m, variance := n.Inputs[0], n.Inputs[1], n.Inputs[2], n.Inputs[3], n.Inputs[4]
 		var y *Value
 		added := build("lowered/"+n.Name, func() {
 			eps := g.Scalar(variance.DType, float64(n.Float("epsilon", 1e-5)))
-			y = g.depthwiseAffine(xc, g.Mul(scale, g.Reciprocal(g.Sqrt(g.Add(variance, eps)))), bias)
+			a := g.Mul(scale, g.Reciprocal(g.Sqrt(g.Add(variance, eps))))
+			y = g.depthwiseAffine(xs, a, g.Sub(bias, g.Mul(m, a)))
 		})
 		if g.err != nil {
 			return fmt.Errorf("lower batch stats: %w", g.err)
@@ -146,69 +138,6 @@ func (g *Graph) LowerBatchStats() error {
 	g.Nodes = nodes
 	g.prune()
 	return nil
-}
-
-// pointwiseConv says whether n is a 2-D float32 Conv with a 1x1 kernel,
-// stride 1, no padding, one group and no bias, on static shapes.
-func pointwiseConv(n *Node) bool {
-	if n.Op != "Conv" || len(n.Inputs) > 2 && n.Inputs[2] != nil || len(n.Inputs) < 2 {
-		return false
-	}
-	x, w := n.Inputs[0], n.Inputs[1]
-	if x.DType != Float || x.Shape.Rank() != 4 || !x.Shape.Static() || !w.Shape.Static() {
-		return false
-	}
-	if w.Shape[2].Size != 1 || w.Shape[3].Size != 1 || n.Int("group", 1) != 1 || n.Str("auto_pad", "NOTSET") != "NOTSET" {
-		return false
-	}
-	for _, v := range n.Ints("strides") {
-		if v != 1 {
-			return false
-		}
-	}
-	for _, v := range n.Ints("pads") {
-		if v != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// onlyFeeds says whether y is read by the node s and by a chain that
-// computes mean from it and nothing else (the sums BatchNormBatchStats
-// builds), no value on the way, nor mean, being a graph output: then
-// folding the centering into y's producer changes nothing but s's output
-// and mean, which it replaces.
-func onlyFeeds(consumers map[string][]*Node, protected map[*Value]bool, y *Value, s *Node, mean *Value) bool {
-	var reaches func(v *Value, depth int) bool
-	reaches = func(v *Value, depth int) bool { // every path from v ends at mean
-		if protected[v] {
-			return false
-		}
-		if v == mean {
-			return true
-		}
-		if depth > 4 || len(consumers[v.Name]) == 0 {
-			return false
-		}
-		for _, n := range consumers[v.Name] {
-			if len(n.Outputs) != 1 || !reaches(n.Outputs[0], depth+1) {
-				return false
-			}
-		}
-		return true
-	}
-	others := 0
-	for _, n := range consumers[y.Name] {
-		if n == s {
-			continue
-		}
-		others++
-		if len(n.Outputs) != 1 || !reaches(n.Outputs[0], 1) {
-			return false
-		}
-	}
-	return others > 0
 }
 
 // prune removes the nodes no graph output depends on, then the constant

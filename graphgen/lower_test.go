@@ -11,31 +11,35 @@ import (
 // ReLU, residual Add and ReLU, with gradients, batch mean and variance as
 // outputs, and runs it in ONNX Runtime before and after LowerBatchStats:
 // every output must agree to float32 rounding, and the graph must have
-// changed as the case says: the centering folded into a pointwise Conv with
-// no more input than output channels (not into one with more, nor a strided
-// one), and the BatchNorm made a Conv. (The graph before lowering is the one
-// the gradient rules are checked against PyTorch with.)
+// changed as the case says: a shift given to BatchNormBatchStats folded into
+// the Conv's bias (any kernel, stride or width), but not the two-pass
+// centering (no shift), nor into a Conv whose output something else reads;
+// and the BatchNorm made a Conv. (The graph before lowering is the one the
+// gradient rules are checked against PyTorch with.)
 func TestLowerBatchStatsKeepsResults(t *testing.T) {
 	testutil.InitORT(t)
-	for _, c := range []struct {
-		name            string
-		ci, co, hw, str int64
-		fold            bool
-	}{
-		{"fold 8->16 at 16x16", 8, 16, 16, 1, true},
-		{"fold 8->16 at 28x28 (grouped-conv sums)", 8, 16, 28, 1, true},
-		{"no fold, 16->8", 16, 8, 16, 1, false},
-		{"no fold, stride 2", 8, 16, 32, 2, false},
+	for _, c := range []lowerCase{
+		{name: "fold, 1x1 8->16 at 16x16", ci: 8, co: 16, k: 1, hw: 16, stride: 1, shift: true, fold: true},
+		{name: "fold, 1x1 16->8 at 28x28 (grouped-conv sums)", ci: 16, co: 8, k: 1, hw: 28, stride: 1, shift: true, fold: true},
+		{name: "fold, 3x3 stride 2", ci: 8, co: 16, k: 3, hw: 32, stride: 2, shift: true, fold: true},
+		{name: "no fold without a shift", ci: 8, co: 16, k: 3, hw: 16, stride: 1},
+		{name: "no fold when the Conv output is read twice", ci: 8, co: 8, k: 1, hw: 16, stride: 1, shift: true, reread: true},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			out := c.hw / c.str
-			checkLowering(t, [][]int64{{4, c.ci, c.hw, c.hw}, {c.co, c.ci, 1, 1}, {c.co}, {c.co}, {4, c.co, out, out}},
-				c.str, c.fold)
-		})
+		t.Run(c.name, func(t *testing.T) { checkLowering(t, c) })
 	}
 }
 
-func checkLowering(t *testing.T, shapes [][]int64, stride int64, fold bool) {
+type lowerCase struct {
+	name                  string
+	ci, co, k, hw, stride int64
+	shift                 bool // give BatchNormBatchStats a shift (an input)
+	reread                bool // the residual branch also reads the Conv's output
+	fold                  bool // want the shift folded into the Conv
+}
+
+func checkLowering(t *testing.T, c lowerCase) {
+	out := c.hw / c.stride
+	shapes := [][]int64{{4, c.ci, c.hw, c.hw}, {c.co, c.ci, c.k, c.k}, {c.co}, {c.co}, {4, c.co, out, out}, {c.co}}
 	r := rand.New(rand.NewPCG(3, 4))
 	feeds := make([][]float32, len(shapes))
 	for i, s := range shapes {
@@ -51,18 +55,30 @@ func checkLowering(t *testing.T, shapes [][]int64, stride int64, fold bool) {
 		for i, s := range shapes {
 			in = append(in, g.Input(string(rune('a'+i)), Float, S(s...)))
 		}
-		z := g.Conv(in[0], in[1], nil, ConvOpts{Strides: []int64{stride, stride}})
-		y, mean, variance := g.BatchNormBatchStats(z, in[2], in[3], 1e-5)
-		out := g.Relu(g.Add(g.Relu(y), in[4]))
-		loss := g.ReduceSum(g.Mul(out, out), nil, false)
+		p := (c.k - 1) / 2
+		z := g.Conv(in[0], in[1], nil, ConvOpts{Strides: []int64{c.stride, c.stride}, Pads: []int64{p, p, p, p}})
+		var shift *Value
+		if c.shift {
+			shift = in[5]
+		}
+		y, mean, variance := g.BatchNormBatchStats(z, in[2], in[3], shift, 1e-5)
+		res := in[4]
+		if c.reread {
+			res = g.Add(res, z)
+		}
+		o := g.Relu(g.Add(g.Relu(y), res))
+		loss := g.ReduceSum(g.Mul(o, o), nil, false)
 		grads, err := g.Gradients(loss, in[:4], g.Scalar(Float, 1))
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Graph outputs keep their values' producers, so the mean is read
 		// through an Identity, as the running statistics read it.
-		g.Output(out, g.Identity(mean), variance, g.Reshape(loss, 1))
+		g.Output(o, g.Identity(mean), variance, g.Reshape(loss, 1))
 		g.Output(grads...)
+		if !c.shift {
+			g.Output(g.Identity(in[5])) // every input is fed
+		}
 		if lower {
 			if err := g.LowerBatchStats(); err != nil {
 				t.Fatal(err)
@@ -79,7 +95,7 @@ func checkLowering(t *testing.T, shapes [][]int64, stride int64, fold bool) {
 	}
 	want, plain := run(false)
 	got, lowered := run(true)
-	names := []string{"output", "mean", "variance", "loss", "dx", "dW", "dgamma", "dbeta"}
+	names := []string{"output", "mean", "variance", "loss", "dx", "dW", "dgamma", "dbeta", "shift"}
 	for i := range want {
 		if e := testutil.RelErr(got[i], want[i]); e > 1e-5 {
 			t.Errorf("%s differs after lowering by %.3g", names[i], e)
@@ -97,7 +113,7 @@ func checkLowering(t *testing.T, shapes [][]int64, stride int64, fold bool) {
 	centering := func(n *Node) bool { return n.Role == RoleCentering }
 	batchNorm := func(n *Node) bool { return n.Role == RoleBatchStats }
 	wantCentering := 1
-	if fold {
+	if c.fold {
 		wantCentering = 0
 	}
 	if count(plain, centering) != 1 || count(lowered, centering) != wantCentering {

@@ -428,18 +428,35 @@ func (g *Graph) channelDot(a, b *Value) *Value {
 // biased variance (the statistics PyTorch and ONNX normalize with) and returns
 // them too, for the running statistics.
 //
-// It computes xc = x - mean, var = mean(xc^2), and y by an inference-mode
-// BatchNormalization of xc with mean 0 and variance var. Feeding the centered
-// xc matters: the kernel computes x*s + (beta - mean*s), which loses float32
-// precision when |mean| is large against the standard deviation, where
-// PyTorch computes (x - mean)*s. The nodes carry RoleCentering and
-// RoleBatchStats so that autodiff applies the training-mode gradient.
+// The input is first shifted: xs = x - shift, per channel. With a nil shift
+// the shift is the batch mean itself (two passes: the mean, then the
+// centered xs), so xs is centered and var = mean(xs^2). Given a shift, such
+// as the running mean, the statistics come from one pass over xs, the
+// shifted-data variance
+//
+//	m = mean(xs), var = mean(xs^2) - m^2, batch mean = shift + m,
+//
+// whose float32 rounding error is about eps * (1 + m^2/var) relative: as
+// good as the two-pass form while the shift is within a few standard
+// deviations of the batch mean, which a running mean is once it has seen a
+// few batches (at the first step, with a zero running mean, it is the plain
+// single-pass variance; ResNet's convolution outputs there have means of
+// the order of their spread). The variance is clamped at 0. Because the
+// shift does not depend on x, LowerBatchStats moves it into the Conv that
+// produces x, as a bias, and the pass that subtracts it disappears.
+//
+// y is then an inference-mode BatchNormalization of xs with mean m and
+// variance var. Feeding the shifted xs matters: the kernel computes x*s +
+// (beta - mean*s), which loses float32 precision when |mean| is large
+// against the standard deviation. The Sub carries RoleCentering and the
+// BatchNormalization RoleBatchStats, so that autodiff applies the
+// training-mode gradient (gradBatchNorm).
 //
 // Written this way rather than as BatchNormalization(training_mode=1)
 // because that kernel's running-variance output differs between execution
 // providers (biased on ONNX Runtime's CPU, unbiased under cuDNN), while these
 // operators mean the same everywhere.
-func (g *Graph) BatchNormBatchStats(x, scale, bias *Value, eps float32) (y, mean, variance *Value) {
+func (g *Graph) BatchNormBatchStats(x, scale, bias, shift *Value, eps float32) (y, mean, variance *Value) {
 	if g.missing("BatchNormBatchStats", x, scale, bias) {
 		p := placeholder()
 		return p, p, p
@@ -450,15 +467,30 @@ func (g *Graph) BatchNormBatchStats(x, scale, bias *Value, eps float32) (y, mean
 		return x, x, x
 	}
 	c := x.Shape[1].Size
-	count := float64(x.Shape.NumElements() / c)
-	mean = g.Mul(g.channelSum(x), g.Scalar(x.DType, 1/count))
-	xc := g.Sub(x, g.Reshape(mean, channelShape(r)...))
-	if xc.Producer != nil {
-		xc.Producer.Role = RoleCentering
+	if shift != nil && (shift.DType != x.DType || !shift.Shape.Equal(S(c))) {
+		g.fail(fmt.Errorf("BatchNormBatchStats: shift %s must be %v of shape (%d)", shift, x.DType, c))
+		return x, x, x
 	}
-	variance = g.Mul(g.channelDot(xc, xc), g.Scalar(x.DType, 1/count))
-	zero := g.Const(FilledTensor(x.DType, []int64{c}, 0))
-	y = g.BatchNorm(xc, scale, bias, zero, variance, eps)
+	inv := g.Scalar(x.DType, 1/float64(x.Shape.NumElements()/c))
+	centered := shift == nil
+	if centered {
+		shift = g.Mul(g.channelSum(x), inv)
+	}
+	xs := g.Sub(x, g.Reshape(shift, channelShape(r)...))
+	if xs.Producer != nil {
+		xs.Producer.Role = RoleCentering
+	}
+	sq := g.Mul(g.channelDot(xs, xs), inv) // mean(xs^2)
+	var m *Value
+	if centered {
+		m = g.Const(FilledTensor(x.DType, []int64{c}, 0))
+		mean, variance = shift, sq
+	} else {
+		m = g.Mul(g.channelSum(xs), inv)
+		mean = g.Add(shift, m)
+		variance = g.binary("Max", g.Sub(sq, g.Mul(m, m)), g.Scalar(x.DType, 0))
+	}
+	y = g.BatchNorm(xs, scale, bias, m, variance, eps)
 	if y.Producer != nil {
 		y.Producer.Role = RoleBatchStats
 	}

@@ -136,7 +136,11 @@ func BuildStep(o StepOptions) (*Step, error) {
 	}
 	mo.BatchNorm = func(g *graphgen.Graph, name string, x, scale, bias, mean, variance *graphgen.Value, eps float32) *graphgen.Value {
 		x32 := g.Cast(x, graphgen.Float)
-		y, bm, bv := g.BatchNormBatchStats(x32, scale, bias, eps)
+		// The running mean is the shift of the one-pass batch statistics:
+		// close to the batch mean once training is under way, which keeps
+		// the variance precise, and free once LowerBatchStats has moved it
+		// into the preceding Conv's bias (see BatchNormBatchStats).
+		y, bm, bv := g.BatchNormBatchStats(x32, scale, bias, mean, eps)
 		count := int64(0)
 		if x.Shape.Static() {
 			count = x.Shape.NumElements() / x.Shape[1].Size
