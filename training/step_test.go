@@ -210,6 +210,14 @@ func TestThreeStepsMatchPyTorch(t *testing.T) {
 	runStepOracle(t, oracleRun{arch: "resnet50d", size: 64, batch: 4, zeroGamma: true, steps: 3, lr: 0.1, decisions: true})
 }
 
+// The original ResNet-50 (stride on the first 1x1 conv, a strided 1x1
+// convolution on the shortcut, the 7x7 stem), the architecture of the
+// ablation's first rows, in TestStepMatchesPyTorch's configuration: the
+// paths that ResNet-D replaces.
+func TestStepMatchesPyTorchOriginalResNet(t *testing.T) {
+	runStepOracle(t, oracleRun{arch: "resnet50", size: 64, batch: 4, zeroGamma: true, steps: 1, lr: 0.1})
+}
+
 // Without zero-gamma every residual branch gets a gradient from the first
 // step, which checks the whole chain of rules.
 func TestPlainInitStepsMatchPyTorch(t *testing.T) {
