@@ -33,7 +33,7 @@ func (g *Graph) depthwiseAffine(x, a, b *Value) *Value {
 // rounding:
 //
 //   - the shift of a BatchNorm input (the Sub of BatchNormBatchStats given
-//     a shift that is a graph input or constant, such as the running mean)
+//     a shift that does not depend on the input, such as the running mean)
 //     moves into the bias-free Conv that produces the input, when nothing
 //     else reads that Conv's output: Conv(x, W) - shift = Conv(x, W, -shift),
 //     and the convolution adds the bias as it writes its output, so the
@@ -70,13 +70,15 @@ func (g *Graph) LowerBatchStats() error {
 	}
 	consumers := g.Consumers()
 	replace := map[*Value]*Value{}
+	moved := map[*Node]bool{} // nodes placed elsewhere, through before
 	for _, s := range g.Nodes {
 		if s.Role != RoleCentering || s.Op != "Sub" {
 			continue
 		}
 		y, shaped := s.Inputs[0], s.Inputs[1]
 		c := y.Producer
-		if c == nil || c.Op != "Conv" || len(c.Inputs) > 2 && c.Inputs[2] != nil || protected[y] || len(consumers[y.Name]) != 1 {
+		if c == nil || c.Op != "Conv" || len(c.Inputs) > 2 && c.Inputs[2] != nil ||
+			protected[y] || protected[s.Outputs[0]] || len(consumers[y.Name]) != 1 {
 			continue
 		}
 		// The shift, Reshape(shift, 1, C, 1, ...), must not depend on the
@@ -86,14 +88,19 @@ func (g *Graph) LowerBatchStats() error {
 			continue
 		}
 		shift := shaped.Producer.Inputs[0]
-		if shift.Producer != nil || shift.DType != y.DType || y.Shape.Rank() < 3 || !shift.Shape.Equal(S(y.Shape[1].Size)) {
+		if shift.DType != y.DType || y.Shape.Rank() < 3 || !shift.Shape.Equal(S(y.Shape[1].Size)) || dependsOn(shift, y) {
 			continue
 		}
 		var bias *Value
-		before[c] = append(before[c], build("lowered/"+c.Name, func() { bias = g.Neg(shift) })...)
+		// The Conv moves to just before the Sub, its only reader, where
+		// the shift (computed after the Conv, by BatchNormBatchStats) is
+		// defined: the negated shift, then the Conv.
+		before[s] = append(before[s], build("lowered/"+c.Name, func() { bias = g.Neg(shift) })...)
 		if g.err != nil {
 			return fmt.Errorf("lower batch stats: %w", g.err)
 		}
+		before[s] = append(before[s], c)
+		moved[c] = true
 		c.Inputs = []*Value{c.Inputs[0], c.Inputs[1], bias}
 		c.Role = RoleLowered
 		replace[s.Outputs[0]] = y
@@ -126,7 +133,9 @@ func (g *Graph) LowerBatchStats() error {
 	nodes := make([]*Node, 0, len(g.Nodes)+8*len(before))
 	for _, n := range g.Nodes {
 		nodes = append(nodes, before[n]...)
-		nodes = append(nodes, n)
+		if !moved[n] {
+			nodes = append(nodes, n)
+		}
 	}
 	for _, n := range nodes {
 		for i, in := range n.Inputs {
@@ -138,6 +147,28 @@ func (g *Graph) LowerBatchStats() error {
 	g.Nodes = nodes
 	g.prune()
 	return nil
+}
+
+// dependsOn says whether v is computed from target.
+func dependsOn(v, target *Value) bool {
+	seen := map[*Value]bool{}
+	var walk func(v *Value) bool
+	walk = func(v *Value) bool {
+		if v == target {
+			return true
+		}
+		if v == nil || v.Producer == nil || seen[v] {
+			return false
+		}
+		seen[v] = true
+		for _, in := range v.Producer.Inputs {
+			if walk(in) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(v)
 }
 
 // prune removes the nodes no graph output depends on, then the constant

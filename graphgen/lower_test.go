@@ -1,6 +1,7 @@
 package graphgen
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -24,6 +25,7 @@ func TestLowerBatchStatsKeepsResults(t *testing.T) {
 		{name: "fold, 3x3 stride 2", ci: 8, co: 16, k: 3, hw: 32, stride: 2, shift: true, fold: true},
 		{name: "no fold without a shift", ci: 8, co: 16, k: 3, hw: 16, stride: 1},
 		{name: "no fold when the Conv output is read twice", ci: 8, co: 8, k: 1, hw: 16, stride: 1, shift: true, reread: true},
+		{name: "no fold when the shifted input is an output", ci: 8, co: 16, k: 1, hw: 16, stride: 1, shift: true, outShifted: true},
 	} {
 		t.Run(c.name, func(t *testing.T) { checkLowering(t, c) })
 	}
@@ -34,6 +36,7 @@ type lowerCase struct {
 	ci, co, k, hw, stride int64
 	shift                 bool // give BatchNormBatchStats a shift (an input)
 	reread                bool // the residual branch also reads the Conv's output
+	outShifted            bool // the shifted input is a graph output too
 	fold                  bool // want the shift folded into the Conv
 }
 
@@ -79,6 +82,9 @@ func checkLowering(t *testing.T, c lowerCase) {
 		if !c.shift {
 			g.Output(g.Identity(in[5])) // every input is fed
 		}
+		if c.outShifted {
+			g.Output(y.Producer.Inputs[0]) // x - shift, the BatchNorm's input
+		}
 		if lower {
 			if err := g.LowerBatchStats(); err != nil {
 				t.Fatal(err)
@@ -95,7 +101,7 @@ func checkLowering(t *testing.T, c lowerCase) {
 	}
 	want, plain := run(false)
 	got, lowered := run(true)
-	names := []string{"output", "mean", "variance", "loss", "dx", "dW", "dgamma", "dbeta", "shift"}
+	names := []string{"output", "mean", "variance", "loss", "dx", "dW", "dgamma", "dbeta", "extra output"}
 	for i := range want {
 		if e := testutil.RelErr(got[i], want[i]); e > 1e-5 {
 			t.Errorf("%s differs after lowering by %.3g", names[i], e)
@@ -140,6 +146,54 @@ func checkLowering(t *testing.T, c lowerCase) {
 	for _, in := range lowered.Inits {
 		if !read[in.Value] {
 			t.Errorf("initializer %s is read by no node after lowering", in.Value.Name)
+		}
+	}
+}
+
+// TestBatchNormNonFiniteShift: a NaN or infinite shift entry (a running
+// mean gone bad) is replaced by 0, so its channel is normalized as with a
+// zero shift and stays finite, before and after lowering.
+func TestBatchNormNonFiniteShift(t *testing.T) {
+	testutil.InitORT(t)
+	shapes := [][]int64{{4, 3, 5, 6}, {3, 3, 1, 1}, {3}, {3}, {3}}
+	r := rand.New(rand.NewPCG(5, 6))
+	feeds := make([][]float32, len(shapes))
+	for i, s := range shapes {
+		feeds[i] = make([]float32, S(s...).NumElements())
+		for j := range feeds[i] {
+			feeds[i][j] = float32(r.NormFloat64() + 0.5)
+		}
+	}
+	run := func(shift []float32, lower bool) []float32 {
+		g := New("shift", DefaultOpset)
+		var in []*Value
+		for i, s := range shapes {
+			in = append(in, g.Input(string(rune('a'+i)), Float, S(s...)))
+		}
+		z := g.Conv(in[0], in[1], nil, ConvOpts{})
+		y, mean, variance := g.BatchNormBatchStats(z, in[2], in[3], in[4], 1e-5)
+		g.Output(y, g.Identity(mean), variance)
+		if lower {
+			if err := g.LowerBatchStats(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		model, err := g.Marshal(ModelInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := append(append([][]float32{}, feeds[:4]...), shift)
+		out := testutil.RunFloat32(t, model, shapes, f)
+		return out[0]
+	}
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	want := run([]float32{0, 0.25, 0}, false)
+	for _, lower := range []bool{false, true} {
+		got := run([]float32{nan, 0.25, -inf}, lower)
+		for i := range got {
+			if math.IsNaN(float64(got[i])) || math.Abs(float64(got[i]-want[i])) > 1e-5 {
+				t.Fatalf("lowered %v: y[%d] = %v with a non-finite shift, %v with 0", lower, i, got[i], want[i])
+			}
 		}
 	}
 }
