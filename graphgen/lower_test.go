@@ -31,6 +31,21 @@ func TestLowerBatchStatsKeepsResults(t *testing.T) {
 	}
 }
 
+// offsetNormalFeeds is random data for inputs of the given shapes, normal
+// with mean 0.5: a mean well away from 0, as after a ReLU, so that
+// centering matters.
+func offsetNormalFeeds(shapes [][]int64, seed uint64) [][]float32 {
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	feeds := make([][]float32, len(shapes))
+	for i, s := range shapes {
+		feeds[i] = make([]float32, S(s...).NumElements())
+		for j := range feeds[i] {
+			feeds[i][j] = float32(r.NormFloat64() + 0.5)
+		}
+	}
+	return feeds
+}
+
 type lowerCase struct {
 	name                  string
 	ci, co, k, hw, stride int64
@@ -43,15 +58,7 @@ type lowerCase struct {
 func checkLowering(t *testing.T, c lowerCase) {
 	out := c.hw / c.stride
 	shapes := [][]int64{{4, c.ci, c.hw, c.hw}, {c.co, c.ci, c.k, c.k}, {c.co}, {c.co}, {4, c.co, out, out}, {c.co}}
-	r := rand.New(rand.NewPCG(3, 4))
-	feeds := make([][]float32, len(shapes))
-	for i, s := range shapes {
-		feeds[i] = make([]float32, S(s...).NumElements())
-		for j := range feeds[i] {
-			// A mean well away from 0, as after a ReLU, so centering matters.
-			feeds[i][j] = float32(r.NormFloat64() + 0.5)
-		}
-	}
+	feeds := offsetNormalFeeds(shapes, 3)
 	run := func(lower bool) ([][]float32, *Graph) {
 		g := New("lower", DefaultOpset)
 		var in []*Value
@@ -156,14 +163,7 @@ func checkLowering(t *testing.T, c lowerCase) {
 func TestBatchNormNonFiniteShift(t *testing.T) {
 	testutil.InitORT(t)
 	shapes := [][]int64{{4, 3, 5, 6}, {3, 3, 1, 1}, {3}, {3}, {3}}
-	r := rand.New(rand.NewPCG(5, 6))
-	feeds := make([][]float32, len(shapes))
-	for i, s := range shapes {
-		feeds[i] = make([]float32, S(s...).NumElements())
-		for j := range feeds[i] {
-			feeds[i][j] = float32(r.NormFloat64() + 0.5)
-		}
-	}
+	feeds := offsetNormalFeeds(shapes, 5)
 	run := func(shift []float32, lower bool) []float32 {
 		g := New("shift", DefaultOpset)
 		var in []*Value
