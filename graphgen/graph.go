@@ -38,13 +38,14 @@ type Node struct {
 
 // Node roles, set by BatchNormBatchStats.
 const (
-	// RoleBatchStats: a BatchNormalization whose input is the centered
-	// batch x - mean(x), whose mean input is zero and whose variance input
-	// is the batch variance; its rule returns the full training-mode
-	// gradient with respect to the uncentered x.
+	// RoleBatchStats: a BatchNormalization whose input is the shifted
+	// batch x - shift, whose mean input is that input's batch mean and
+	// whose variance input is its batch variance; its rule returns the
+	// full training-mode gradient with respect to x.
 	RoleBatchStats = "batch-stats"
-	// RoleCentering: the Sub that centers x; its rule passes the gradient
-	// to x alone, since the batch-stats rule already accounts for the mean.
+	// RoleCentering: the Sub that shifts x (by a constant shift or by the
+	// batch mean); its rule passes the gradient to x alone, since the
+	// batch-stats rule already accounts for the statistics.
 	RoleCentering = "centering"
 	// RoleLowered: a node LowerBatchStats rewrote; it is no longer
 	// differentiable by its operator's rule.

@@ -293,9 +293,10 @@ func BuildStep(o StepOptions) (*Step, error) {
 		}
 		g.Output(s.Probes...)
 	}
-	// For ONNX Runtime's CPU kernels: centering folded into pointwise convs,
-	// BatchNorm affine maps as depthwise convs that fuse with the ReLU (or
-	// residual Add and ReLU) after them. Every output is declared, and
+	// For ONNX Runtime's CPU kernels: each BatchNorm's shift (the running
+	// mean) folded into the bias of the Conv before it, BatchNorm affine
+	// maps as depthwise convs that fuse with the ReLU (or residual Add and
+	// ReLU) after them. Every output is declared, and
 	// differentiation is done, so the rewrite changes no result beyond
 	// float32 rounding.
 	if err := g.LowerBatchStats(); err != nil {
