@@ -445,8 +445,8 @@ func (g *Graph) channelDot(a, b *Value) *Value {
 // few batches (at the first step, with a zero running mean, it is the plain
 // single-pass variance; ResNet's convolution outputs there have means of
 // the order of their spread). It degrades as the shift moves away: about
-// 2e-4 relative at 30 standard deviations, 2e-2 at 300, and beyond about
-// 3000 the variance is lost (clamped at 0). A non-finite shift entry is
+// 2e-4 relative at 30 standard deviations, 2e-2 at 300, and at 3000 the
+// variance is lost (TestShiftedVarianceError). A non-finite shift entry is
 // replaced by 0. Because the shift does not depend on x, LowerBatchStats
 // moves it into the Conv that produces x, as a bias, and the pass that
 // subtracts it disappears.
