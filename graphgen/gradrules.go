@@ -65,9 +65,10 @@ func init() {
 // 16 input channels is one batched MatMul per kernel tap, dY (N,Co,HoWo)
 // times the input shifted by the tap and strided (N,Ci,HoWo) transposed,
 // summed over the batch: im2col without materializing the whole column
-// matrix, 2 to 15 times faster in ONNX Runtime than the alternative. Otherwise (the 3-channel stem, groups) it is a
-// convolution of the input (batch and channels swapped, grouped by the forward
-// groups) with dY as the kernel, dilated by the forward stride.
+// matrix, 2 to 15 times faster in ONNX Runtime than the alternative.
+// Otherwise (the 3-channel stem, groups) it is a convolution of the input
+// (batch and channels swapped, grouped by the forward groups) with dY as
+// the kernel, dilated by the forward stride.
 func gradConv(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 	g := c.g
 	x, w, d := n.Inputs[0], n.Inputs[1], dy[0]
