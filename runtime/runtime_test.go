@@ -131,3 +131,46 @@ func TestBadModelAndIO(t *testing.T) {
 		t.Fatal("short data accepted")
 	}
 }
+
+// TestSessionSettings checks that Parallel and Config reach ONNX Runtime:
+// the parallel mode computes what the sequential one does, and a config
+// entry that ONNX Runtime acts on (load the bytes as ORT format) changes
+// what happens.
+func TestSessionSettings(t *testing.T) {
+	testutil.InitORT(t)
+	xs := []float32{1, -2.5, 3, 1e-3, 7, 0.1}
+	run := func(o runtime.Options) ([]float32, error) {
+		sess, err := runtime.NewSession(castModel(t), nil, nil, o)
+		if err != nil {
+			return nil, err
+		}
+		defer sess.Destroy()
+		x, _ := runtime.NewFloat32([]int64{2, 3}, xs)
+		defer x.Destroy()
+		h, _ := runtime.NewFloat16([]int64{2, 3}, nil)
+		defer h.Destroy()
+		outs, err := sess.Run([]*runtime.Tensor{x}, []*runtime.Tensor{h, nil})
+		if err != nil {
+			return nil, err
+		}
+		defer outs[1].Destroy()
+		return append([]float32{}, outs[1].Float32s()...), nil
+	}
+	seq, err := run(runtime.Options{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	par, err := run(runtime.Options{IntraOpThreads: 1, InterOpThreads: 2, Parallel: true,
+		Config: [][2]string{{"session.set_denormal_as_zero", "1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range seq {
+		if seq[i] != par[i] {
+			t.Errorf("output %d: sequential %g, parallel %g", i, seq[i], par[i])
+		}
+	}
+	if _, err := run(runtime.Options{Config: [][2]string{{"session.load_model_format", "ORT"}}}); err == nil {
+		t.Error("an ONNX model loaded as ORT format must fail: the config entry was not applied")
+	}
+}

@@ -71,6 +71,15 @@ type Options struct {
 	// DisableCPUArena makes ONNX Runtime allocate CPU memory directly
 	// instead of from its arena.
 	DisableCPUArena bool
+	// Parallel selects ONNX Runtime's parallel execution mode, which runs
+	// independent nodes at the same time on InterOpThreads threads (the
+	// default is one node at a time). On the 2-core CPU it more than
+	// doubles a ResNet-50 train step (docs/benchmarks.md); it is here for
+	// machines and graphs where it pays.
+	Parallel bool
+	// Config are ONNX Runtime session configuration entries
+	// (AddSessionConfigEntry), in order, each as {key, value}.
+	Config [][2]string
 }
 
 // IOInfo describes one model input or output.
@@ -148,6 +157,16 @@ func sessionOptions(o Options, p Provider) (*ort.SessionOptions, error) {
 	if o.InterOpThreads > 0 {
 		if err := so.SetInterOpNumThreads(o.InterOpThreads); err != nil {
 			return nil, err
+		}
+	}
+	if o.Parallel {
+		if err := so.SetExecutionMode(ort.ExecutionModeParallel); err != nil {
+			return nil, err
+		}
+	}
+	for _, kv := range o.Config {
+		if err := so.AddSessionConfigEntry(kv[0], kv[1]); err != nil {
+			return nil, fmt.Errorf("session config %s=%s: %w", kv[0], kv[1], err)
 		}
 	}
 	if o.DisableMemPattern {

@@ -119,8 +119,9 @@ func parse(fs *pflag.FlagSet, help *bool, args []string, synopsis string, stdout
 // rtFlags are the ONNX Runtime settings every command that runs a model takes.
 type rtFlags struct {
 	lib, device, optLevel string
-	threads               int
-	fallback              bool
+	threads, interThreads int
+	fallback, parallel    bool
+	config                []string
 }
 
 func addRuntimeFlags(fs *pflag.FlagSet) *rtFlags {
@@ -130,6 +131,9 @@ func addRuntimeFlags(fs *pflag.FlagSet) *rtFlags {
 	fs.IntVar(&f.threads, "threads", 0, "intra-op threads (0: one per core)")
 	fs.StringVar(&f.optLevel, "opt-level", "all", "graph optimization level: all, extended, basic or disabled")
 	fs.BoolVar(&f.fallback, "allow-cpu-fallback", false, "run on the CPU when the chosen provider is unavailable")
+	fs.BoolVar(&f.parallel, "parallel", false, "ONNX Runtime's parallel execution mode: independent nodes at the same time (slower for ResNet training on a CPU)")
+	fs.IntVar(&f.interThreads, "inter-threads", 0, "threads running nodes at the same time with --parallel (0: ONNX Runtime chooses)")
+	fs.StringArrayVar(&f.config, "ort-config", nil, "ONNX Runtime session config entry KEY=VALUE (repeatable), e.g. session.set_denormal_as_zero=1")
 	return f
 }
 
@@ -143,13 +147,25 @@ func (f *rtFlags) options() (runtime.Options, error) {
 	if f.threads < 0 {
 		return runtime.Options{}, usageError{fmt.Errorf("--threads must be 0 (automatic) or positive, got %d", f.threads)}
 	}
+	if f.interThreads < 0 {
+		return runtime.Options{}, usageError{fmt.Errorf("--inter-threads must be 0 (automatic) or positive, got %d", f.interThreads)}
+	}
 	if err := runtime.CheckOptLevel(f.optLevel); err != nil {
 		return runtime.Options{}, usageError{err}
+	}
+	var config [][2]string
+	for _, e := range f.config {
+		k, v, ok := strings.Cut(e, "=")
+		if !ok || k == "" {
+			return runtime.Options{}, usageError{fmt.Errorf("--ort-config wants KEY=VALUE, got %q", e)}
+		}
+		config = append(config, [2]string{k, v})
 	}
 	if err := runtime.Init(f.lib); err != nil {
 		return runtime.Options{}, err
 	}
-	return runtime.Options{IntraOpThreads: f.threads, OptLevel: f.optLevel, Provider: p, AllowCPUFallback: f.fallback}, nil
+	return runtime.Options{IntraOpThreads: f.threads, InterOpThreads: f.interThreads, Parallel: f.parallel, Config: config,
+		OptLevel: f.optLevel, Provider: p, AllowCPUFallback: f.fallback}, nil
 }
 
 // open loads the model named by --model with the runtime flags.

@@ -70,6 +70,12 @@ func TestBadInput(t *testing.T) {
 	code, _, stderr = runCLI("bench", "--model", junk, "--opt-level", "max")
 	wantOneLine(t, code, stderr, "optimization level")
 
+	code, _, stderr = runCLI("bench", "--model", junk, "--ort-config", "session.set_denormal_as_zero")
+	wantOneLine(t, code, stderr, "KEY=VALUE")
+
+	code, _, stderr = runCLI("bench", "--model", junk, "--inter-threads", "-1")
+	wantOneLine(t, code, stderr, "--inter-threads")
+
 	// A classifier whose fixed input is far too large to allocate.
 	huge := graphgen.New("huge", graphgen.DefaultOpset)
 	huge.Output(huge.GlobalAveragePool(huge.Input("images", graphgen.Float, graphgen.S(1, 3, 200000, 200000))))
