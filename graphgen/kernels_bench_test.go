@@ -280,3 +280,33 @@ func channelDotMatMul(g *Graph, a, b *Value) *Value {
 	dot := g.MatMul(g.Reshape(a, n, ch, 1, rest), g.Reshape(b, n, ch, rest, 1)) // (N, C, 1, 1)
 	return g.ReduceSum(dot, []int64{0, 2, 3}, false)
 }
+
+// BenchmarkKernelBroadcast: a per-channel Mul on 2M values with the
+// vector given the tensor's rank (1,C,1,1), as the graph builder does, or
+// one rank less (C,1,1); and the optimizer gate the train step does not
+// use, Where with a one-element condition over two activation-sized
+// tensors, against an Add of the same tensors (one pass at memory speed).
+func BenchmarkKernelBroadcast(b *testing.B) {
+	x := []int64{16, 128, 32, 32}
+	b.Run("MulSameRank", func(b *testing.B) {
+		benchGraph(b, [][]int64{x, {1, 128, 1, 1}}, func(g *Graph, in []*Value) []*Value {
+			return []*Value{g.Mul(in[0], in[1])}
+		})
+	})
+	b.Run("MulLowerRank", func(b *testing.B) {
+		benchGraph(b, [][]int64{x, {128, 1, 1}}, func(g *Graph, in []*Value) []*Value {
+			return []*Value{g.Mul(in[0], in[1])}
+		})
+	})
+	big := []int64{16, 256, 56, 56}
+	b.Run("WhereScalarCond", func(b *testing.B) {
+		benchGraph(b, [][]int64{big, big, {1}}, func(g *Graph, in []*Value) []*Value {
+			return []*Value{g.Where(g.Greater(in[2], g.Scalar(Float, -1e30)), in[0], in[1])}
+		})
+	})
+	b.Run("AddSameShape", func(b *testing.B) {
+		benchGraph(b, [][]int64{big, big}, func(g *Graph, in []*Value) []*Value {
+			return []*Value{g.Add(in[0], in[1])}
+		})
+	})
+}

@@ -17,7 +17,8 @@
 #   distill      smoothing + distillation from a teacher trained by ortrain (T=20)
 #   mixup        smoothing + mixup 0.2
 #   distill-mixup  mixup + distillation
-#   teacher      only train the distillation rows' teacher (no result line)
+#   teacher      only the distillation rows' teacher: train it if needed and
+#                add its line (row "teacher", once) to RESULTS
 # Scale (chosen so that a row takes about 30 minutes on the 2-core machine):
 # 64x64 images, 10 epochs. The teacher is trained once, with seed 1, and
 # shared by every seed's distillation rows, as the paper uses one teacher.
@@ -77,7 +78,11 @@ need_teacher() {
     --threads "$threads" --model "$teacher_arch" --recipe tricks --batch-size 128
 }
 case "$row" in
-  teacher) need_teacher; exit 0 ;;
+  teacher)
+    need_teacher
+    # An outside teacher (TEACHER=...) has no run folder to report.
+    if [ -n "${TEACHER:-}" ] || { [ -f "$results" ] && grep -q '^teacher	' "$results"; }; then exit 0; fi
+    ;;
   baseline) args=(--model resnet50 --batch-size 64 --lr-mode step) ;;
   efficient) args=(--model resnet50 "${efficient[@]}" --lr-mode step) ;;
   resnet50b|resnet50c|resnet50d) args=(--model "$row" "${efficient[@]}" --lr-mode step) ;;
@@ -88,8 +93,12 @@ case "$row" in
   distill-mixup) need_teacher; args=(--model resnet50d "${efficient[@]}" --lr-mode cosine --label-smoothing 0.1 --mixup-alpha 0.2 --teacher "$teacher_model" --kd-temperature 20) ;;
   *) echo "ablation: unknown row $row" >&2; exit 2 ;;
 esac
-out=runs/ablation/$row-s$seed
-train_or_resume "$out" "${base[@]}" "${args[@]}"
+if [ "$row" = teacher ]; then
+  out=$teacher epochs=$teacher_epochs seed=1 # one teacher, trained with seed 1
+else
+  out=runs/ablation/$row-s$seed
+  train_or_resume "$out" "${base[@]}" "${args[@]}"
+fi
 [ -s "$results" ] || printf 'row\tseed\tepochs\tsize\tval_top1\tval_top5\tminutes\tcommand\n' > "$results"
 # minutes: the run's own time (training and evaluation, summed over epochs,
 # so a resumed run counts only its work), with THREADS as it ran.

@@ -27,6 +27,8 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after the timed steps, profile N more with torch.profiler and print where the time goes")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -37,20 +39,43 @@ def main():
                           lr=0.01, momentum=0.9, nesterov=True)
     x = torch.randn(a.batch, 3, a.size, a.size)
     y = torch.randint(0, a.classes, (a.batch,))
-    times = []
-    for i in range(a.warmup + a.iters):
-        t = time.perf_counter()
+    def step():
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(x), y, label_smoothing=0.1)
         loss.backward()
         opt.step()
+
+    times = []
+    for i in range(a.warmup + a.iters):
+        t = time.perf_counter()
+        step()
         if i >= a.warmup:
             times.append(time.perf_counter() - t)
+    if a.profile > 0:
+        profile(step, a.profile)
     times.sort()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"pytorch {torch.__version__} train step (eager, fp32): {a.arch} batch {a.batch} at {a.size}, "
           f"{len(times)} steps: {len(times) / sum(times):.2f} steps/s, {a.batch * len(times) / sum(times):.1f} img/s, "
           f"median {times[len(times) // 2] * 1e3:.0f} ms/step, peak RSS {rss} kB")
+
+
+def profile(step, n):
+    """Print each operator's self CPU time over n steps and the shares of
+    the convolutions (forward and backward), BatchNorm (forward and
+    backward) and the ReLU gradient (threshold_backward)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    with torch_profile(activities=[ProfilerActivity.CPU]) as p:
+        for _ in range(n):
+            step()
+    avg = p.key_averages()
+    print(avg.table(sort_by="self_cpu_time_total", row_limit=20))
+    total = sum(e.self_cpu_time_total for e in avg)
+    groups = {"convolution": ("conv",), "batch norm": ("batch_norm",), "relu gradient": ("threshold_backward",)}
+    for label, keys in groups.items():
+        t = sum(e.self_cpu_time_total for e in avg if any(k in e.key for k in keys))
+        print(f"{label}: {100 * t / total:.1f}% of self CPU time")
 
 
 if __name__ == "__main__":
