@@ -16,12 +16,13 @@ data=${1:-../shared/data/imagenette}
 results=${RESULTS:-docs/results/ablation.tsv}
 mkdir -p runs/ablation
 # plot_finished redraws docs/results/ablation-top1.png from the runs the
-# results file lists (not the teacher, nor a run still in progress).
+# results file lists (not the teacher, nor a run still in progress), one
+# curve per row: the mean over its seeds (runs sharing a label).
 plot_finished() {
   local runs=() d
   while read -r d; do
-    [ -d "$d" ] && runs+=("$d")
-  done < <(awk -F'\t' 'NR > 1 && $1 != "teacher" { print "runs/ablation/" $1 "-s" $2 }' "$results" | sort -u)
+    [ -d "${d#*=}" ] && runs+=("$d")
+  done < <(awk -F'\t' 'NR > 1 && $1 != "teacher" && !seen[$1 FS $2]++ { print $1 "=runs/ablation/" $1 "-s" $2 }' "$results")
   if [ "${#runs[@]}" -gt 0 ]; then
     bin/ortrain compare -o docs/results/ablation-top1.png "${runs[@]}"
   fi

@@ -13,6 +13,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/ortrain/ortrain/graphgen"
 )
@@ -115,13 +116,23 @@ type Curve struct {
 	Points plotter.XYs
 }
 
+// legendInside is the most curves whose legend goes inside the plot; with
+// more, it would cover curves, so it gets a panel to the right.
+const legendInside = 6
+
 // WritePlot draws the curves into a PNG file (written atomically), one
 // style per curve, with a legend at the top right (legendTop) or the bottom
-// right.
+// right, or beside the plot when there are more than legendInside curves.
 func WritePlot(path, title, ylabel string, legendTop bool, curves []Curve) error {
 	p := plot.New()
 	p.Title.Text, p.X.Label.Text, p.Y.Label.Text = title, "epoch", ylabel
 	p.Legend.Top = legendTop
+	legend := &p.Legend
+	outside := plot.NewLegend()
+	if len(curves) > legendInside {
+		legend = &outside
+		legend.Top, legend.Left = true, true
+	}
 	p.Add(plotter.NewGrid())
 	dashes := [][]vg.Length{nil, {vg.Points(4), vg.Points(2)}, {vg.Points(1), vg.Points(2)}, {vg.Points(6), vg.Points(2), vg.Points(1), vg.Points(2)}}
 	for i, c := range curves {
@@ -135,14 +146,28 @@ func WritePlot(path, title, ylabel string, legendTop bool, curves []Curve) error
 		pts.Shape = plotutil.Shape(i)
 		l.Dashes = dashes[(i/nc)%len(dashes)]
 		p.Add(l, pts)
-		p.Legend.Add(c.Label, l, pts)
+		legend.Add(c.Label, l, pts)
 	}
-	w, err := p.WriterTo(6*vg.Inch, 4*vg.Inch, "png")
+	width, panel := 6*vg.Inch, vg.Length(0)
+	if legend == &outside {
+		for _, c := range curves {
+			panel = max(panel, legend.TextStyle.Rectangle(c.Label).Max.X)
+		}
+		panel += legend.ThumbnailWidth + 2*legend.TextStyle.Rectangle("  ").Max.X
+		width += panel
+	}
+	img, err := draw.NewFormattedCanvas(width, 4*vg.Inch, "png")
 	if err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
+	dc := draw.New(img)
+	p.Draw(draw.Crop(dc, 0, -panel, 0, 0))
+	if panel > 0 {
+		// Top-aligned with the plot's title.
+		legend.Draw(draw.Crop(dc, width-panel, 0, 0, -legend.TextStyle.Rectangle(" ").Max.Y))
+	}
 	var b bytes.Buffer
-	if _, err := w.WriteTo(&b); err != nil {
+	if _, err := img.WriteTo(&b); err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	return graphgen.WriteFileAtomic(path, b.Bytes())

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"gonum.org/v1/plot/plotter"
@@ -26,9 +27,11 @@ var compareMetrics = map[string]struct {
 
 // cmdCompare prints the final and best accuracy of several runs side by side
 // and, with -o, plots one metric of all of them per epoch: what TensorBoard's
-// run comparison gives GluonCV and timm users.
+// run comparison gives GluonCV and timm users. Runs given the same LABEL
+// (seeds of one setting) also get a line with their means, and one curve,
+// their mean per epoch.
 func cmdCompare(args []string, stdout, stderr io.Writer) error {
-	const synopsis = "compare [--metric val_top1] [-o curves.png] RUN... (a run folder, or LABEL=FOLDER)"
+	const synopsis = "compare [--metric val_top1] [-o curves.png] RUN... (a run folder, or LABEL=FOLDER; runs sharing a LABEL are averaged)"
 	fs, help := flagSet("compare")
 	metric := fs.String("metric", "val_top1", "what to plot: val_top1, val_top5, val_loss, train_loss or lr")
 	out := fs.StringP("output", "o", "", "write a PNG plot of the metric per epoch for every run")
@@ -42,7 +45,12 @@ func cmdCompare(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() == 0 {
 		return usageError{fmt.Errorf("no run folders given (usage: ortrain %s)", synopsis)}
 	}
-	var curves []training.Curve
+	type run struct {
+		last, best training.EpochRecord
+		xy         plotter.XYs
+	}
+	var labels []string // in order of first appearance
+	groups := map[string][]run{}
 	var table strings.Builder
 	fmt.Fprintf(&table, "%-28s %6s %9s %9s %16s\n", "run", "epochs", "top-1 %", "top-5 %", "best top-1 %")
 	for _, a := range fs.Args() {
@@ -60,16 +68,39 @@ func cmdCompare(args []string, stdout, stderr io.Writer) error {
 		if len(hist) == 0 {
 			return fmt.Errorf("%s: no metrics.jsonl with an epoch in it (not a run folder, or no epoch finished)", dir)
 		}
-		last, best := hist[len(hist)-1], hist[0]
-		xy := make(plotter.XYs, len(hist))
-		for i, r := range hist {
-			if r.ValTop1 > best.ValTop1 {
-				best = r
+		r := run{last: hist[len(hist)-1], best: hist[0], xy: make(plotter.XYs, len(hist))}
+		for i, h := range hist {
+			if h.ValTop1 > r.best.ValTop1 {
+				r.best = h
 			}
-			xy[i].X, xy[i].Y = float64(r.Epoch), m.get(r)
+			r.xy[i].X, r.xy[i].Y = float64(h.Epoch), m.get(h)
 		}
-		fmt.Fprintf(&table, "%-28s %6d %9.2f %9.2f %9.2f (ep %d)\n", label, last.Epoch, 100*last.ValTop1, 100*last.ValTop5, 100*best.ValTop1, best.Epoch)
-		curves = append(curves, training.Curve{Label: label, Points: xy})
+		fmt.Fprintf(&table, "%-28s %6d %9.2f %9.2f %9.2f (ep %d)\n", label, r.last.Epoch, 100*r.last.ValTop1, 100*r.last.ValTop5, 100*r.best.ValTop1, r.best.Epoch)
+		if _, ok := groups[label]; !ok {
+			labels = append(labels, label)
+		}
+		groups[label] = append(groups[label], r)
+	}
+	var curves []training.Curve
+	for _, label := range labels {
+		rs := groups[label]
+		if len(rs) == 1 {
+			curves = append(curves, training.Curve{Label: label, Points: rs[0].xy})
+			continue
+		}
+		var top1, top5, best float64
+		for _, r := range rs {
+			top1 += r.last.ValTop1 / float64(len(rs))
+			top5 += r.last.ValTop5 / float64(len(rs))
+			best += r.best.ValTop1 / float64(len(rs))
+		}
+		name := fmt.Sprintf("%s (mean of %d)", label, len(rs))
+		fmt.Fprintf(&table, "%-28s %6s %9.2f %9.2f %9.2f\n", name, "", 100*top1, 100*top5, 100*best)
+		var xys []plotter.XYs
+		for _, r := range rs {
+			xys = append(xys, r.xy)
+		}
+		curves = append(curves, training.Curve{Label: name, Points: meanCurve(xys)})
 	}
 	io.WriteString(stdout, table.String())
 	if *out == "" {
@@ -81,4 +112,26 @@ func cmdCompare(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "wrote %s\n", *out)
 	return nil
+}
+
+// meanCurve averages curves point by point: at each epoch (x), the mean
+// over the curves that have it.
+func meanCurve(curves []plotter.XYs) plotter.XYs {
+	sum, n := map[float64]float64{}, map[float64]int{}
+	var xs []float64
+	for _, c := range curves {
+		for _, p := range c {
+			if n[p.X] == 0 {
+				xs = append(xs, p.X)
+			}
+			sum[p.X] += p.Y
+			n[p.X]++
+		}
+	}
+	sort.Float64s(xs)
+	out := make(plotter.XYs, len(xs))
+	for i, x := range xs {
+		out[i].X, out[i].Y = x, sum[x]/float64(n[x])
+	}
+	return out
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"gonum.org/v1/plot/plotter"
+
 	"github.com/ortrain/ortrain/training"
 )
 
@@ -44,6 +46,25 @@ func TestCompare(t *testing.T) {
 	if p, err := os.ReadFile(png); err != nil || !bytes.HasPrefix(p, []byte("\x89PNG")) {
 		t.Errorf("plot: %v", err)
 	}
+
+	// Runs sharing a label: their rows, then a row of means; one mean curve.
+	code, out, errOut = runCLI("compare", "-o", png, "s="+a, "s="+b)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[3], "s (mean of 2)") {
+		t.Fatalf("want a header, 2 rows and their mean, got %q", out)
+	}
+	// Final top-1 40 and 35, top-5 70 and 65, best 50 and 35.
+	if f := strings.Fields(lines[3]); f[4] != "37.50" || f[5] != "67.50" || f[6] != "42.50" {
+		t.Errorf("mean row: %q", lines[3])
+	}
+	if got := meanCurve([]plotter.XYs{{{X: 1, Y: 20}, {X: 2, Y: 50}, {X: 3, Y: 40}}, {{X: 1, Y: 30}, {X: 2, Y: 35}}}); len(got) != 3 ||
+		got[0].Y != 25 || got[1].Y != 42.5 || got[2].Y != 40 {
+		t.Errorf("mean curve %v", got)
+	}
+
 	code, _, errOut = runCLI("compare", a, dir)
 	wantOneLine(t, code, errOut, "no metrics.jsonl")
 	code, _, errOut = runCLI("compare", filepath.Join(dir, "missing"))
