@@ -132,10 +132,11 @@ func TestBadModelAndIO(t *testing.T) {
 	}
 }
 
-// TestSessionSettings checks that Parallel and Config reach ONNX Runtime:
-// the parallel mode computes what the sequential one does, and a config
-// entry that ONNX Runtime acts on (load the bytes as ORT format) changes
-// what happens.
+// TestSessionSettings: a session in the parallel mode, with a config
+// entry, runs and computes what the sequential one does (whether nodes
+// really ran in parallel is not observable here), and a config entry that
+// ONNX Runtime acts on (load the bytes as ORT format) changes what happens,
+// so Config reaches it.
 func TestSessionSettings(t *testing.T) {
 	testutil.InitORT(t)
 	xs := []float32{1, -2.5, 3, 1e-3, 7, 0.1}
@@ -145,9 +146,15 @@ func TestSessionSettings(t *testing.T) {
 			return nil, err
 		}
 		defer sess.Destroy()
-		x, _ := runtime.NewFloat32([]int64{2, 3}, xs)
+		x, err := runtime.NewFloat32([]int64{2, 3}, xs)
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer x.Destroy()
-		h, _ := runtime.NewFloat16([]int64{2, 3}, nil)
+		h, err := runtime.NewFloat16([]int64{2, 3}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer h.Destroy()
 		outs, err := sess.Run([]*runtime.Tensor{x}, []*runtime.Tensor{h, nil})
 		if err != nil {

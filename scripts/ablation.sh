@@ -18,7 +18,8 @@
 #   mixup        smoothing + mixup 0.2
 #   distill-mixup  mixup + distillation
 #   teacher      only the distillation rows' teacher: train it if needed and
-#                add its line (row "teacher", once) to RESULTS
+#                add its line (row "teacher", once) to RESULTS (not with
+#                TEACHER=..., an outside teacher)
 # Scale (chosen so that a row takes about 30 minutes on the 2-core machine):
 # 64x64 images, 10 epochs. The teacher is trained once, with seed 1, and
 # shared by every seed's distillation rows, as the paper uses one teacher.
@@ -94,21 +95,29 @@ case "$row" in
   *) echo "ablation: unknown row $row" >&2; exit 2 ;;
 esac
 if [ "$row" = teacher ]; then
-  out=$teacher epochs=$teacher_epochs seed=1 # one teacher, trained with seed 1
+  out=$teacher
 else
   out=runs/ablation/$row-s$seed
   train_or_resume "$out" "${base[@]}" "${args[@]}"
 fi
 [ -s "$results" ] || printf 'row\tseed\tepochs\tsize\tval_top1\tval_top5\tminutes\tcommand\n' > "$results"
+if [ ! -f "$out/metrics.jsonl" ] || [ ! -f "$out/config.json" ]; then
+  echo "ablation: $out holds no finished run (metrics.jsonl, config.json)" >&2
+  exit 1
+fi
+# Seed, epochs, size and threads come from the run's own configuration.
 # minutes: the run's own time (training and evaluation, summed over epochs,
-# so a resumed run counts only its work), with THREADS as it ran.
-python3 - "$out" "$row" "$seed" "$epochs" "$size" "scripts/ablation.sh $row $seed${THREADS:+ (THREADS=$THREADS)}" >> "$results" <<'PY'
+# so a resumed run counts only its work).
+python3 - "$out" "$row" >> "$results" <<'PY'
 import json, sys
-out, row, seed, epochs, size, cmd = sys.argv[1:]
+out, row = sys.argv[1:]
 hist = [json.loads(l) for l in open(out + "/metrics.jsonl")]
+cfg = json.load(open(out + "/config.json"))
 r = hist[-1]
 minutes = sum(h["epoch_seconds"] for h in hist) / 60
-print("\t".join([row, seed, epochs, size, "%.4f" % r["val_top1"], "%.4f" % r["val_top5"], "%.0f" % minutes, cmd]))
+seed = str(cfg["seed"])
+cmd = "scripts/ablation.sh %s %s" % (row, seed) + (" (THREADS=%d)" % cfg["threads"] if cfg.get("threads") else "")
+print("\t".join([row, seed, str(r["epoch"]), str(cfg["image_size"]), "%.4f" % r["val_top1"], "%.4f" % r["val_top5"], "%.0f" % minutes, cmd]))
 PY
 tail -1 "$results"
 exit

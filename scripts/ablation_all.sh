@@ -2,7 +2,7 @@
 # Every ablation row with seeds 1 and 2 (issue "first run and ablations"),
 # skipping the (row, seed) pairs already in RESULTS: the two seeds of a row
 # run side by side, one core each (THREADS=1), which on the 2-core machine
-# does 1.5x the work of one run on both cores. The distillation teacher is
+# does about 1.4x the work of one run on both cores (docs/results.md). The distillation teacher is
 # trained first, alone, when a distillation row is reached. Interrupted
 # runs continue where they stopped when this is run again.
 #

@@ -28,6 +28,8 @@ def load(path, skip):
             events = json.load(f)
     except (OSError, ValueError) as e:
         sys.exit(f"profile_summary: {path}: {e}")
+    if not isinstance(events, list):
+        sys.exit(f"profile_summary: {path}: not an ONNX Runtime profile (a JSON list of events)")
     runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
     if len(runs) <= skip:
         sys.exit(f"profile_summary: {path}: {len(runs)} runs, need more than --skip {skip}")
@@ -75,6 +77,8 @@ def main():
     a = ap.parse_args()
     if len(a.profiles) > 2:
         ap.error("one or two profiles")
+    if a.skip < 0 or a.top < 0:
+        ap.error("--skip and --top must not be negative")
     ps = [load(p, a.skip) for p in a.profiles]
     print("runs averaged: " + ", ".join(str(p[4]) for p in ps))
     print("run ms:        " + "  ".join(f"{p[0]:8.1f}" for p in ps))
@@ -93,7 +97,7 @@ def main():
         for t, n in rows[: a.top]:
             op, ins, outs = info[n]
             m = macs(op, ins, outs)
-            rate = f" {m / t / 1e6:6.1f} GMAC/s" if m else ""
+            rate = f" {m / t / 1e6:6.1f} GMAC/s" if m and t > 0 else ""
             print(f"{t:8.2f} ms {op:16s} {n[:64]:64s} {ins}{rate}")
 
 

@@ -153,7 +153,7 @@ func WritePlot(path, title, ylabel string, legendTop bool, curves []Curve) error
 		for _, c := range curves {
 			panel = max(panel, legend.TextStyle.Rectangle(c.Label).Max.X)
 		}
-		panel += legend.ThumbnailWidth + 2*legend.TextStyle.Rectangle("  ").Max.X
+		panel += legend.ThumbnailWidth + 3*legend.TextStyle.Rectangle("  ").Max.X
 		width += panel
 	}
 	img, err := draw.NewFormattedCanvas(width, 4*vg.Inch, "png")

@@ -46,20 +46,29 @@ func cmdCompare(args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("no run folders given (usage: ortrain %s)", synopsis)}
 	}
 	type run struct {
+		label      string
 		last, best training.EpochRecord
 		xy         plotter.XYs
 	}
-	var labels []string // in order of first appearance
+	// Runs are grouped by their LABEL; a run without one is its own group
+	// (keyed by its folder), even if another folder has the same name.
+	var keys []string // in order of first appearance
 	groups := map[string][]run{}
-	var table strings.Builder
-	fmt.Fprintf(&table, "%-28s %6s %9s %9s %16s\n", "run", "epochs", "top-1 %", "top-5 %", "best top-1 %")
+	seen := map[string]bool{}
 	for _, a := range fs.Args() {
 		label, dir := filepath.Base(filepath.Clean(a)), a
+		key := "\x00" + filepath.Clean(a)
 		if l, d, ok := strings.Cut(a, "="); ok && l != "" {
-			label, dir = l, d
+			label, dir, key = l, d, l
 		}
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return fmt.Errorf("%s: not a run folder", dir)
+		}
+		if abs, err := filepath.Abs(dir); err == nil {
+			if seen[abs] {
+				return usageError{fmt.Errorf("%s: given twice", dir)}
+			}
+			seen[abs] = true
 		}
 		hist, err := training.ReadMetrics(dir)
 		if err != nil {
@@ -68,38 +77,43 @@ func cmdCompare(args []string, stdout, stderr io.Writer) error {
 		if len(hist) == 0 {
 			return fmt.Errorf("%s: no metrics.jsonl with an epoch in it (not a run folder, or no epoch finished)", dir)
 		}
-		r := run{last: hist[len(hist)-1], best: hist[0], xy: make(plotter.XYs, len(hist))}
+		r := run{label: label, last: hist[len(hist)-1], best: hist[0], xy: make(plotter.XYs, len(hist))}
 		for i, h := range hist {
 			if h.ValTop1 > r.best.ValTop1 {
 				r.best = h
 			}
 			r.xy[i].X, r.xy[i].Y = float64(h.Epoch), m.get(h)
 		}
-		fmt.Fprintf(&table, "%-28s %6d %9.2f %9.2f %9.2f (ep %d)\n", label, r.last.Epoch, 100*r.last.ValTop1, 100*r.last.ValTop5, 100*r.best.ValTop1, r.best.Epoch)
-		if _, ok := groups[label]; !ok {
-			labels = append(labels, label)
+		if g := groups[key]; len(g) > 0 && g[0].last.Epoch != r.last.Epoch {
+			return usageError{fmt.Errorf("label %s: its runs end at different epochs (%d and %d); only runs of the same length are averaged", label, g[0].last.Epoch, r.last.Epoch)}
 		}
-		groups[label] = append(groups[label], r)
+		if _, ok := groups[key]; !ok {
+			keys = append(keys, key)
+		}
+		groups[key] = append(groups[key], r)
 	}
 	var curves []training.Curve
-	for _, label := range labels {
-		rs := groups[label]
+	var table strings.Builder
+	fmt.Fprintf(&table, "%-28s %6s %9s %9s %16s\n", "run", "epochs", "top-1 %", "top-5 %", "best top-1 %")
+	for _, key := range keys {
+		rs := groups[key]
+		for _, r := range rs {
+			fmt.Fprintf(&table, "%-28s %6d %9.2f %9.2f %9.2f (ep %d)\n", r.label, r.last.Epoch, 100*r.last.ValTop1, 100*r.last.ValTop5, 100*r.best.ValTop1, r.best.Epoch)
+		}
 		if len(rs) == 1 {
-			curves = append(curves, training.Curve{Label: label, Points: rs[0].xy})
+			curves = append(curves, training.Curve{Label: rs[0].label, Points: rs[0].xy})
 			continue
 		}
 		var top1, top5, best float64
+		var xys []plotter.XYs
 		for _, r := range rs {
 			top1 += r.last.ValTop1 / float64(len(rs))
 			top5 += r.last.ValTop5 / float64(len(rs))
 			best += r.best.ValTop1 / float64(len(rs))
-		}
-		name := fmt.Sprintf("%s (mean of %d)", label, len(rs))
-		fmt.Fprintf(&table, "%-28s %6s %9.2f %9.2f %9.2f\n", name, "", 100*top1, 100*top5, 100*best)
-		var xys []plotter.XYs
-		for _, r := range rs {
 			xys = append(xys, r.xy)
 		}
+		name := fmt.Sprintf("%s (mean of %d)", rs[0].label, len(rs))
+		fmt.Fprintf(&table, "%-28s %6d %9.2f %9.2f %9.2f\n", name, rs[0].last.Epoch, 100*top1, 100*top5, 100*best)
 		curves = append(curves, training.Curve{Label: name, Points: meanCurve(xys)})
 	}
 	io.WriteString(stdout, table.String())

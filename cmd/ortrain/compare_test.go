@@ -47,19 +47,37 @@ func TestCompare(t *testing.T) {
 		t.Errorf("plot: %v", err)
 	}
 
-	// Runs sharing a label: their rows, then a row of means; one mean curve.
-	code, out, errOut = runCLI("compare", "-o", png, "s="+a, "s="+b)
+	// Runs sharing a label: their rows, then a row of means, before the
+	// next group; one mean curve. Unlabelled runs are never grouped, even
+	// with the same folder name.
+	a2 := filepath.Join(dir, "again", "a")
+	if err := os.MkdirAll(a2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := training.WriteMetrics(a2, []training.EpochRecord{{Epoch: 1, ValTop1: 0.1, ValTop5: 0.5}, {Epoch: 2, ValTop1: 0.3, ValTop5: 0.6},
+		{Epoch: 3, ValTop1: 0.2, ValTop5: 0.8}}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCLI("compare", "-o", png, "s="+a, b, "s="+a2)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	lines = strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 4 || !strings.HasPrefix(lines[3], "s (mean of 2)") {
-		t.Fatalf("want a header, 2 rows and their mean, got %q", out)
+	if len(lines) != 5 || !strings.HasPrefix(lines[3], "s (mean of 2)") || !strings.HasPrefix(lines[4], "b ") {
+		t.Fatalf("want a header, s's 2 rows and their mean, then b, got %q", out)
 	}
-	// Final top-1 40 and 35, top-5 70 and 65, best 50 and 35.
-	if f := strings.Fields(lines[3]); f[4] != "37.50" || f[5] != "67.50" || f[6] != "42.50" {
+	code, out, errOut = runCLI("compare", a, a2)
+	if code != 0 || strings.Contains(out, "mean") {
+		t.Fatalf("two unlabelled runs named a: exit %d, %q %s", code, out, errOut)
+	}
+	// Final top-1 40 and 20, top-5 70 and 80, best 50 and 30.
+	if f := strings.Fields(lines[3]); f[4] != "3" || f[5] != "30.00" || f[6] != "75.00" || f[7] != "40.00" {
 		t.Errorf("mean row: %q", lines[3])
 	}
+	code, _, errOut = runCLI("compare", "s="+a, "s="+b)
+	wantOneLine(t, code, errOut, "different epochs")
+	code, _, errOut = runCLI("compare", a, "x="+a)
+	wantOneLine(t, code, errOut, "given twice")
 	if got := meanCurve([]plotter.XYs{{{X: 1, Y: 20}, {X: 2, Y: 50}, {X: 3, Y: 40}}, {{X: 1, Y: 30}, {X: 2, Y: 35}}}); len(got) != 3 ||
 		got[0].Y != 25 || got[1].Y != 42.5 || got[2].Y != 40 {
 		t.Errorf("mean curve %v", got)

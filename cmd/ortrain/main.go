@@ -132,8 +132,8 @@ func addRuntimeFlags(fs *pflag.FlagSet) *rtFlags {
 	fs.StringVar(&f.optLevel, "opt-level", "all", "graph optimization level: all, extended, basic or disabled")
 	fs.BoolVar(&f.fallback, "allow-cpu-fallback", false, "run on the CPU when the chosen provider is unavailable")
 	fs.BoolVar(&f.parallel, "parallel", false, "ONNX Runtime's parallel execution mode: independent nodes at the same time (slower for ResNet training on a CPU)")
-	fs.IntVar(&f.interThreads, "inter-threads", 0, "threads running nodes at the same time with --parallel (0: ONNX Runtime chooses)")
-	fs.StringArrayVar(&f.config, "ort-config", nil, "ONNX Runtime session config entry KEY=VALUE (repeatable), e.g. session.set_denormal_as_zero=1")
+	fs.IntVar(&f.interThreads, "inter-threads", 0, "threads running nodes at the same time, with --parallel (0: ONNX Runtime chooses)")
+	fs.StringArrayVar(&f.config, "ort-config", nil, "ONNX Runtime session config entry KEY=VALUE (repeatable; ONNX Runtime does not check keys), e.g. session.set_denormal_as_zero=1")
 	return f
 }
 
@@ -149,6 +149,9 @@ func (f *rtFlags) options() (runtime.Options, error) {
 	}
 	if f.interThreads < 0 {
 		return runtime.Options{}, usageError{fmt.Errorf("--inter-threads must be 0 (automatic) or positive, got %d", f.interThreads)}
+	}
+	if f.interThreads > 0 && !f.parallel {
+		return runtime.Options{}, usageError{fmt.Errorf("--inter-threads needs --parallel (nodes run one at a time otherwise)")}
 	}
 	if err := runtime.CheckOptLevel(f.optLevel); err != nil {
 		return runtime.Options{}, usageError{err}

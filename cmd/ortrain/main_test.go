@@ -76,6 +76,9 @@ func TestBadInput(t *testing.T) {
 	code, _, stderr = runCLI("bench", "--model", junk, "--inter-threads", "-1")
 	wantOneLine(t, code, stderr, "--inter-threads")
 
+	code, _, stderr = runCLI("bench", "--model", junk, "--inter-threads", "2")
+	wantOneLine(t, code, stderr, "needs --parallel")
+
 	// A classifier whose fixed input is far too large to allocate.
 	huge := graphgen.New("huge", graphgen.DefaultOpset)
 	huge.Output(huge.GlobalAveragePool(huge.Input("images", graphgen.Float, graphgen.S(1, 3, 200000, 200000))))

@@ -104,8 +104,10 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *resume != "" {
+		// Where and how it runs may change; what it computes may not.
 		allowed := map[string]bool{"resume": true, "device": true, "threads": true, "workers": true, "ort-lib": true, "opt-level": true,
-			"allow-cpu-fallback": true, "teacher-device": true, "teacher-threads": true}
+			"allow-cpu-fallback": true, "teacher-device": true, "teacher-threads": true,
+			"parallel": true, "inter-threads": true, "ort-config": true}
 		var changed []string
 		fs.Visit(func(f *pflag.Flag) {
 			if !allowed[f.Name] {
