@@ -54,6 +54,23 @@ func castModel(t *testing.T) []byte {
 	return b
 }
 
+// castIO makes castModel's input from xs (2x3) and a float16 tensor for
+// its first output, destroyed when the test ends.
+func castIO(t *testing.T, xs []float32) (x, half *runtime.Tensor) {
+	t.Helper()
+	x, err := runtime.NewFloat32([]int64{2, 3}, xs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(x.Destroy)
+	half, err = runtime.NewFloat16([]int64{2, 3}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(half.Destroy)
+	return x, half
+}
+
 func TestFloat16OutputsPreallocated(t *testing.T) {
 	testutil.InitORT(t)
 	sess, err := runtime.NewSession(castModel(t), nil, nil, runtime.Options{IntraOpThreads: 1})
@@ -65,16 +82,10 @@ func TestFloat16OutputsPreallocated(t *testing.T) {
 		t.Fatalf("outputs %v", sess.Outputs)
 	}
 	xs := []float32{1, -2.5, 65504, 1e-3, 70000, 0.1}
-	x, _ := runtime.NewFloat32([]int64{2, 3}, xs)
-	defer x.Destroy()
+	x, h := castIO(t, xs)
 	if _, err := sess.Run([]*runtime.Tensor{x}, nil); err == nil || !strings.Contains(err.Error(), "pre-allocated") {
 		t.Fatalf("an fp16 output ONNX Runtime allocates must be refused, got %v", err)
 	}
-	h, err := runtime.NewFloat16([]int64{2, 3}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Destroy()
 	outs, err := sess.Run([]*runtime.Tensor{x}, []*runtime.Tensor{h, nil})
 	if err != nil {
 		t.Fatal(err)
@@ -146,16 +157,7 @@ func TestSessionSettings(t *testing.T) {
 			return nil, err
 		}
 		defer sess.Destroy()
-		x, err := runtime.NewFloat32([]int64{2, 3}, xs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer x.Destroy()
-		h, err := runtime.NewFloat16([]int64{2, 3}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Destroy()
+		x, h := castIO(t, xs)
 		outs, err := sess.Run([]*runtime.Tensor{x}, []*runtime.Tensor{h, nil})
 		if err != nil {
 			return nil, err
