@@ -39,18 +39,26 @@ def main():
                           lr=0.01, momentum=0.9, nesterov=True)
     x = torch.randn(a.batch, 3, a.size, a.size)
     y = torch.randint(0, a.classes, (a.batch,))
-    def step():
+    # The timed loop stays written out as in benchmark runs C to E, not a
+    # call of step() below: with the function form PyTorch measured slower
+    # in two alternated pairs (1830 and 1987 ms against 1608 and 1588 ms
+    # per step, 2026-11-27; cause not found), and the peer must not be
+    # handicapped.
+    times = []
+    for i in range(a.warmup + a.iters):
+        t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(x), y, label_smoothing=0.1)
         loss.backward()
         opt.step()
-
-    times = []
-    for i in range(a.warmup + a.iters):
-        t = time.perf_counter()
-        step()
         if i >= a.warmup:
             times.append(time.perf_counter() - t)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x), y, label_smoothing=0.1).backward()
+        opt.step()
+
     times.sort()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if a.profile > 0:  # after the RSS reading: the profiler's memory is not the step's
