@@ -2,9 +2,10 @@
 # Every ablation row with seeds 1 and 2 (issue "first run and ablations"),
 # skipping the (row, seed) pairs already in RESULTS: the two seeds of a row
 # run side by side, one core each (THREADS=1), which on the 2-core machine
-# does about 1.4x the work of one run on both cores (docs/results.md). The distillation teacher is
-# trained first, alone, when a distillation row is reached. Interrupted
-# runs continue where they stopped when this is run again.
+# does about 1.4x the work of one run on both cores (docs/results.md). The
+# distillation teacher is trained first, alone, when a distillation row is
+# reached. Interrupted runs continue where they stopped when this is run
+# again.
 #
 #   scripts/ablation_all.sh [DATA]
 # The body is one block, read whole before it runs: editing this file while

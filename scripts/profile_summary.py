@@ -37,6 +37,10 @@ def load(path, skip):
     start = runs[0]["ts"]
     n = len(runs)
     ops, nodes, info = collections.Counter(), collections.Counter(), {}
+
+    def shapes(args, key):
+        return [list(s.values())[0] for s in args.get(key, [])]
+
     for e in events:
         if e.get("cat") != "Node" or e.get("ts", 0) < start or not e["name"].endswith("_kernel_time"):
             continue
@@ -45,8 +49,7 @@ def load(path, skip):
         name = e["name"][: -len("_kernel_time")]
         ops[op] += e["dur"] / n / 1000
         nodes[name] += e["dur"] / n / 1000
-        shapes = lambda k: [list(s.values())[0] for s in a.get(k, [])]  # noqa: E731
-        info[name] = (op, shapes("input_type_shape"), shapes("output_type_shape"))
+        info[name] = (op, shapes(a, "input_type_shape"), shapes(a, "output_type_shape"))
     run_ms = sum(r["dur"] for r in runs) / n / 1000
     return run_ms, ops, nodes, info, n
 
@@ -82,10 +85,11 @@ def main():
     ps = [load(p, a.skip) for p in a.profiles]
     print("runs averaged: " + ", ".join(str(p[4]) for p in ps))
     print("run ms:        " + "  ".join(f"{p[0]:8.1f}" for p in ps))
-    print("kernel ms:     " + "  ".join(f"{sum(p[1].values()):8.1f}" for p in ps))
+    kernel = [sum(p[1].values()) for p in ps]
+    print("kernel ms:     " + "  ".join(f"{k:8.1f}" for k in kernel))
     keys = sorted(set().union(*(p[1] for p in ps)), key=lambda k: -max(p[1].get(k, 0) for p in ps))
     for k in keys:
-        cols = "  ".join(f"{p[1].get(k, 0):8.1f} {100 * p[1].get(k, 0) / sum(p[1].values()):5.1f}%" for p in ps)
+        cols = "  ".join(f"{p[1].get(k, 0):8.1f} {100 * p[1].get(k, 0) / total:5.1f}%" for p, total in zip(ps, kernel))
         diff = f"  {ps[1][1].get(k, 0) - ps[0][1].get(k, 0):+8.1f}" if len(ps) == 2 else ""
         print(f"{k:22s} {cols}{diff}")
     if a.top:

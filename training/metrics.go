@@ -127,11 +127,11 @@ func WritePlot(path, title, ylabel string, legendTop bool, curves []Curve) error
 	p := plot.New()
 	p.Title.Text, p.X.Label.Text, p.Y.Label.Text = title, "epoch", ylabel
 	p.Legend.Top = legendTop
-	legend := &p.Legend
-	outside := plot.NewLegend()
-	if len(curves) > legendInside {
-		legend = &outside
-		legend.Top, legend.Left = true, true
+	legend, beside := &p.Legend, len(curves) > legendInside
+	if beside {
+		l := plot.NewLegend()
+		l.Top, l.Left = true, true
+		legend = &l
 	}
 	p.Add(plotter.NewGrid())
 	dashes := [][]vg.Length{nil, {vg.Points(4), vg.Points(2)}, {vg.Points(1), vg.Points(2)}, {vg.Points(6), vg.Points(2), vg.Points(1), vg.Points(2)}}
@@ -149,7 +149,7 @@ func WritePlot(path, title, ylabel string, legendTop bool, curves []Curve) error
 		legend.Add(c.Label, l, pts)
 	}
 	width, panel := 6*vg.Inch, vg.Length(0)
-	if legend == &outside {
+	if beside {
 		for _, c := range curves {
 			panel = max(panel, legend.TextStyle.Rectangle(c.Label).Max.X)
 		}
@@ -162,7 +162,7 @@ func WritePlot(path, title, ylabel string, legendTop bool, curves []Curve) error
 	}
 	dc := draw.New(img)
 	p.Draw(draw.Crop(dc, 0, -panel, 0, 0))
-	if panel > 0 {
+	if beside {
 		// Top-aligned with the plot's title.
 		legend.Draw(draw.Crop(dc, width-panel, 0, 0, -legend.TextStyle.Rectangle(" ").Max.Y))
 	}

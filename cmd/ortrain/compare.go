@@ -84,13 +84,14 @@ func cmdCompare(args []string, stdout, stderr io.Writer) error {
 			}
 			r.xy[i].X, r.xy[i].Y = float64(h.Epoch), m.get(h)
 		}
-		if g := groups[key]; len(g) > 0 && g[0].last.Epoch != r.last.Epoch {
+		g, ok := groups[key]
+		switch {
+		case !ok:
+			keys = append(keys, key)
+		case g[0].last.Epoch != r.last.Epoch:
 			return usageError{fmt.Errorf("label %s: its runs end at different epochs (%d and %d); only runs of the same length are averaged", label, g[0].last.Epoch, r.last.Epoch)}
 		}
-		if _, ok := groups[key]; !ok {
-			keys = append(keys, key)
-		}
-		groups[key] = append(groups[key], r)
+		groups[key] = append(g, r)
 	}
 	var curves []training.Curve
 	var table strings.Builder
