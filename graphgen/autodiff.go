@@ -145,7 +145,11 @@ type gradCtx struct {
 	summed map[*Value]*Value
 }
 
-// total sums the gradient contributions of one value (once).
+// total sums the gradient contributions of one value (once), in the
+// scope grad/sum. Two contributions (a residual join) are an Add rather
+// than a Sum: ONNX Runtime's CPU Add splits its work over the intra-op
+// threads and its Sum does not: the Add is 1.5 times faster at ResNet-50's
+// first stage, 1.1 times at its third (BenchmarkKernelGradSum).
 func (c *gradCtx) total(v *Value, parts []*Value) *Value {
 	if len(parts) == 1 {
 		return parts[0]
@@ -156,7 +160,14 @@ func (c *gradCtx) total(v *Value, parts []*Value) *Value {
 	if s, ok := c.summed[v]; ok {
 		return s
 	}
-	s := c.g.Sum(parts...)
+	prev := c.g.SetScope("grad/sum")
+	var s *Value
+	if len(parts) == 2 {
+		s = c.g.Add(parts[0], parts[1])
+	} else {
+		s = c.g.Sum(parts...)
+	}
+	c.g.SetScope(prev)
 	c.summed[v] = s
 	return s
 }

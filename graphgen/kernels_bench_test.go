@@ -310,3 +310,39 @@ func BenchmarkKernelBroadcast(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkKernelGradSum: the sum of a value's two gradient contributions
+// (a residual join), as Sum or as Add, at ResNet-50's first and third
+// stages.
+func BenchmarkKernelGradSum(b *testing.B) {
+	for _, s := range [][]int64{{16, 256, 56, 56}, {16, 1024, 14, 14}} {
+		shapes := [][]int64{s, s}
+		b.Run(fmt.Sprintf("Sum/%dx%d", s[1], s[2]), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value { return []*Value{g.Sum(in[0], in[1])} })
+		})
+		b.Run(fmt.Sprintf("Add/%dx%d", s[1], s[2]), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value { return []*Value{g.Add(in[0], in[1])} })
+		})
+	}
+}
+
+// BenchmarkKernelPointwiseInputGrad: the input gradient of a 1x1
+// convolution from Co to Ci channels as a batched MatMul of the transposed
+// weight (ONNX Runtime folds the transpose into it) or as a Conv with the
+// transposed weight, at ResNet-50's bottleneck shapes.
+func BenchmarkKernelPointwiseInputGrad(b *testing.B) {
+	for _, s := range []struct{ co, ci, hw int64 }{{256, 64, 56}, {64, 256, 56}, {512, 128, 28}, {128, 512, 28}, {1024, 256, 14}, {256, 1024, 14}, {2048, 512, 7}, {512, 2048, 7}} {
+		shapes := [][]int64{{16, s.co, s.hw, s.hw}, {s.co, s.ci, 1, 1}}
+		b.Run(fmt.Sprintf("MatMul/%dto%dx%d", s.co, s.ci, s.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+				wt := g.Transpose(g.Reshape(in[1], s.co, s.ci), 1, 0)
+				return []*Value{g.Reshape(g.MatMul(wt, g.Reshape(in[0], 16, s.co, s.hw*s.hw)), 16, s.ci, s.hw, s.hw)}
+			})
+		})
+		b.Run(fmt.Sprintf("Conv/%dto%dx%d", s.co, s.ci, s.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+				return []*Value{g.Conv(in[0], g.Transpose(in[1], 1, 0, 2, 3), nil, ConvOpts{})}
+			})
+		})
+	}
+}
