@@ -86,10 +86,10 @@ func gradConv(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 		sp.padsBegin[0]+sp.padsBegin[1]+sp.padsEnd[0]+sp.padsEnd[1] == 0 {
 		// A pointwise convolution's input gradient is W^T dY per image: a
 		// pointwise Conv with the transposed weight, without ConvTranspose's
-		// col2im pass. ONNX Runtime runs it 1.1 to 1.5 times faster than the
-		// same product as a batched MatMul, even with the weight's transpose
-		// folded into that one (BenchmarkKernelPointwiseInputGrad; 154 to
-		// 133 ms per ResNet-50 step over the 30 nodes, docs/benchmarks.md).
+		// col2im pass. ONNX Runtime runs it as fast as the same product as a
+		// batched MatMul with the weight's transpose folded in, and up to
+		// 1.4 times faster (BenchmarkKernelPointwiseInputGrad; 154 to 133
+		// ms per ResNet-50 step over the 30 nodes, docs/benchmarks.md).
 		out[0] = g.Conv(d, g.Transpose(w, 1, 0, 2, 3), nil, ConvOpts{})
 	} else if need[0] && group == 1 && k == 2 && sp.strides[0] == 1 && sp.strides[1] == 1 && flippable(kernel, sp) {
 		// With stride 1 the transposed convolution is a convolution with the

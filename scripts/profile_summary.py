@@ -10,6 +10,8 @@ runs allocate and are slower).
 With one profile: the run time, the kernel time and each operator type's
 milliseconds per run and share of the kernel time. With two: both side by
 side and the difference (second minus first), for comparing two builds.
+Then the kernel time of the nodes that ran on one thread only (no use of
+ONNX Runtime's intra-op thread pool), per operator type.
 --top N adds the N slowest nodes of the (last) profile, restricted to
 --ops when given, with their input shapes and, for convolutions and
 matrix products, the multiply-accumulates per second they reach.
@@ -37,6 +39,10 @@ def load(path, skip):
     start = runs[0]["ts"]
     n = len(runs)
     ops, nodes, info = collections.Counter(), collections.Counter(), {}
+    # Kernel time of nodes that did not hand work to the intra-op thread
+    # pool (ONNX Runtime records a block size for each parallel section),
+    # so ran on one core.
+    serial = collections.Counter()
 
     def shapes(args, key):
         return [list(s.values())[0] for s in args.get(key, [])]
@@ -49,9 +55,12 @@ def load(path, skip):
         name = e["name"][: -len("_kernel_time")]
         ops[op] += e["dur"] / n / 1000
         nodes[name] += e["dur"] / n / 1000
+        main_thread = a.get("thread_scheduling_stats", {}).get("main_thread")
+        if main_thread is not None and not main_thread.get("block_size"):
+            serial[op] += e["dur"] / n / 1000
         info[name] = (op, shapes(a, "input_type_shape"), shapes(a, "output_type_shape"))
     run_ms = sum(r["dur"] for r in runs) / n / 1000
-    return run_ms, ops, nodes, info, n
+    return run_ms, ops, nodes, info, n, serial
 
 
 def macs(op, ins, outs):
@@ -92,9 +101,14 @@ def main():
         cols = "  ".join(f"{p[1].get(k, 0):8.1f} {100 * p[1].get(k, 0) / total:5.1f}%" for p, total in zip(ps, kernel))
         diff = f"  {ps[1][1].get(k, 0) - ps[0][1].get(k, 0):+8.1f}" if len(ps) == 2 else ""
         print(f"{k:22s} {cols}{diff}")
+    for path, p in zip(a.profiles, ps):
+        serial = p[5]
+        if serial:
+            big = ", ".join(f"{k} {v:.1f}" for k, v in serial.most_common() if v >= 1)
+            print(f"\non one thread (no intra-op thread pool), {path}: {sum(serial.values()):.1f} ms per run: {big}")
     if a.top:
         want = set(filter(None, a.ops.split(",")))
-        _, _, nodes, info, _ = ps[-1]
+        _, _, nodes, info, _, _ = ps[-1]
         rows = [(t, n) for n, t in nodes.items() if not want or info[n][0] in want]
         rows.sort(reverse=True)
         print(f"\nslowest nodes ({a.profiles[-1]}):")

@@ -25,6 +25,8 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	fp16 := fs.Bool("fp16", false, "mixed-precision step")
 	profile := fs.String("profile", "", "write an ONNX Runtime profile with this file-name prefix")
 	noArena := fs.Bool("no-arena", false, "turn off ONNX Runtime's CPU memory arena")
+	turnIn := fs.String("turn-in", "", "lockstep with another process (benchmarks): before each step, wait for a byte on this FIFO")
+	turnOut := fs.String("turn-out", "", "lockstep: after each step, write a byte to this FIFO")
 	rt := addRuntimeFlags(fs)
 	if err := parse(fs, help, args, synopsis, stdout); err != nil {
 		return err
@@ -38,7 +40,14 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("--classes must be between 1 and %d, got %d", models.MaxClasses, *classes)}
 	case *size < 32 || *size > models.MaxImageSize:
 		return usageError{fmt.Errorf("--image-size must be between 32 and %d, got %d", models.MaxImageSize, *size)}
+	case (*turnIn == "") != (*turnOut == ""):
+		return usageError{fmt.Errorf("--turn-in and --turn-out go together")}
 	}
+	turns, err := openTurns(*turnIn, *turnOut)
+	if err != nil {
+		return err
+	}
+	defer turns.close()
 	opts, err := rt.options()
 	if err != nil {
 		return err
@@ -71,12 +80,18 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	h := training.Hyper{LR: 0.01, Momentum: 0.9, WeightDecay: 1e-4, LossScale: 1024}
 	var times []float64
 	for i := 0; i < *warmup+*iters; i++ {
+		if err := turns.wait(); err != nil {
+			return err
+		}
 		start := time.Now()
 		if _, err := st.Run(h); err != nil {
 			return err
 		}
 		if i >= *warmup {
 			times = append(times, time.Since(start).Seconds())
+		}
+		if err := turns.pass(); err != nil {
+			return err
 		}
 	}
 	sort.Float64s(times)
@@ -92,6 +107,67 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 		strings.TrimSpace(rtVersion()), kind, *model, *batch, *size, len(times), float64(len(times))/total,
 		float64(*batch*len(times))/total, times[len(times)/2]*1e3, peakRSS())
 	return nil
+}
+
+// turns runs the steps in lockstep with another process (the benchmark's
+// peer) through two FIFOs, so that both measure their steps alternately,
+// step by step, under the same state of the machine: its speed drifts by
+// 10 to 20% from one minute to the next (docs/benchmarks.md). The zero
+// value does nothing.
+type turns struct{ in, out *os.File }
+
+func openTurns(in, out string) (turns, error) {
+	if in == "" {
+		return turns{}, nil
+	}
+	// The benchmark script holds both FIFOs open for reading and writing,
+	// so neither open blocks.
+	fin, err := os.Open(in)
+	if err != nil {
+		return turns{}, fmt.Errorf("--turn-in: %w", err)
+	}
+	fout, err := os.OpenFile(out, os.O_WRONLY, 0)
+	if err != nil {
+		fin.Close()
+		return turns{}, fmt.Errorf("--turn-out: %w", err)
+	}
+	return turns{fin, fout}, nil
+}
+
+func (t turns) wait() error {
+	if t.in == nil {
+		return nil
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(t.in, b[:]); err != nil {
+		return fmt.Errorf("wait for turn on %s: %w", t.in.Name(), err)
+	}
+	return nil
+}
+
+// turnGap is how long a process idles after its step before passing the
+// turn: ONNX Runtime's idle intra-op threads spin for some 20 ms (its
+// thread pool spins 2^20 times before blocking) and PyTorch's OpenMP
+// threads briefly too, which would otherwise take a core from the other
+// process's step. The peer script waits as long.
+const turnGap = 100 * time.Millisecond
+
+func (t turns) pass() error {
+	if t.out == nil {
+		return nil
+	}
+	time.Sleep(turnGap)
+	if _, err := t.out.Write([]byte{'.'}); err != nil {
+		return fmt.Errorf("pass turn on %s: %w", t.out.Name(), err)
+	}
+	return nil
+}
+
+func (t turns) close() {
+	if t.in != nil {
+		t.in.Close()
+		t.out.Close()
+	}
 }
 
 // peakRSS reads the process's high-water resident set size.

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ortrain/ortrain/graphgen"
 	"github.com/ortrain/ortrain/internal/testutil"
@@ -135,4 +138,71 @@ func runCLIGraphgen(name string, args ...string) (int, string, string) {
 		return 1, "", err.Error()
 	}
 	return 0, "", ""
+}
+
+// TestBenchStepLockstep: with --turn-in/--turn-out, bench-step takes a
+// step only after reading a byte and writes one after each step, so that
+// the benchmark script can alternate it step by step with the peer.
+func TestBenchStepLockstep(t *testing.T) {
+	testutil.InitORT(t)
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+	for _, p := range []string{in, out} {
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Held open for reading and writing, as scripts/bench_train.sh does.
+	fin, err := os.OpenFile(in, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fin.Close()
+	fout, err := os.OpenFile(out, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fout.Close()
+
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, o, e := runCLI("bench-step", "--model", "resnet18", "--image-size", "32", "--classes", "10", "--batch", "2",
+			"--warmup", "1", "--iters", "1", "--turn-in", in, "--turn-out", out)
+		done <- result{code, o, e}
+	}()
+	var b [1]byte
+	for step := 1; step <= 2; step++ {
+		select {
+		case r := <-done:
+			t.Fatalf("bench-step ended before its turn %d: exit %d\n%s%s", step, r.code, r.stdout, r.stderr)
+		default:
+		}
+		if _, err := fin.Write([]byte{'.'}); err != nil {
+			t.Fatal(err)
+		}
+		fout.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		if _, err := fout.Read(b[:]); err != nil {
+			t.Fatalf("turn %d not passed back: %v", step, err)
+		}
+	}
+	r := <-done
+	if r.code != 0 || !strings.Contains(r.stdout, "1 steps:") {
+		t.Fatalf("bench-step: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// Every turn given was taken, and no more turns were passed than steps.
+	for _, f := range []*os.File{fin, fout} {
+		f.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, err := f.Read(b[:]); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("%s: a byte left over (%d, %v)", f.Name(), n, err)
+		}
+	}
+
+	code, _, stderr := runCLI("bench-step", "--turn-in", in)
+	wantOneLine(t, code, stderr, "--turn-in and --turn-out go together")
+	code, _, stderr = runCLI("bench-step", "--turn-in", filepath.Join(dir, "missing"), "--turn-out", out)
+	wantOneLine(t, code, stderr, "--turn-in")
 }

@@ -27,9 +27,14 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--turn-in", metavar="FIFO",
+                    help="lockstep with another process: before each step, wait for a byte on this FIFO")
+    ap.add_argument("--turn-out", metavar="FIFO", help="lockstep: after each step, write a byte to this FIFO")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="after the timed steps, profile N more with torch.profiler and print where the time goes")
     a = ap.parse_args()
+    if (a.turn_in is None) != (a.turn_out is None):
+        ap.error("--turn-in and --turn-out go together")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     net = build(a.arch, a.classes).train()
@@ -39,13 +44,20 @@ def main():
                           lr=0.01, momentum=0.9, nesterov=True)
     x = torch.randn(a.batch, 3, a.size, a.size)
     y = torch.randint(0, a.classes, (a.batch,))
-    # The timed loop stays written out as in benchmark runs C to E, not a
-    # call of step() below: with the function form PyTorch measured slower
-    # in two alternated pairs (1830 and 1987 ms against 1608 and 1588 ms
-    # per step, 2026-11-27; cause not found), and the peer must not be
+    # The timed loop stays written out as in every benchmark run in
+    # docs/benchmarks.md, not a call of step() below: the function form once
+    # measured slower in two alternated pairs (1830 and 1987 ms against 1608
+    # and 1588 ms per step), which PyTorch's later-found spread from one
+    # process to the next (12 to 20%) may explain, but the peer must not be
     # handicapped.
+    # Lockstep (scripts/bench_train.sh): the turns are taken outside the
+    # timed region, as in `ortrain bench-step --turn-in/--turn-out`.
+    turn_in = open(a.turn_in, "rb", buffering=0) if a.turn_in else None
+    turn_out = open(a.turn_out, "wb", buffering=0) if a.turn_out else None
     times = []
     for i in range(a.warmup + a.iters):
+        if turn_in is not None and len(turn_in.read(1)) != 1:
+            sys.exit(f"torch_train: {a.turn_in} closed before step {i + 1}")
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(x), y, label_smoothing=0.1)
@@ -53,6 +65,11 @@ def main():
         opt.step()
         if i >= a.warmup:
             times.append(time.perf_counter() - t)
+        if turn_out is not None:
+            # As long as ortrain waits (its turnGap): the threads that have
+            # just finished spinning go idle before the other process steps.
+            time.sleep(0.1)
+            turn_out.write(b".")
 
     def step():
         opt.zero_grad(set_to_none=True)
