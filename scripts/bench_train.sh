@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Train-step benchmark (issue "Training graphs"): steps/s, img/s and peak RSS
 # of ortrain's train-step graph in ONNX Runtime (fp32 and fp16) against
-# PyTorch (Debian's 1.13, eager, fp32) doing the same step, in one run:
-# in each round the two run in lockstep, one step each in turn; the fp16
-# step is then measured alone.
+# PyTorch (Debian's 1.13, eager, fp32) doing the same step, in one run of
+# several rounds.
 #
-#   scripts/bench_train.sh [MODEL] [BATCH] [ITERS] [ROUNDS]   (default resnet50 16 8 2)
+#   scripts/bench_train.sh [MODEL] [BATCH] [ITERS] [ROUNDS] [MODE]
+#       defaults: resnet50 16 8 2 sequential
+#
+# MODE sequential: in each round ortrain and PyTorch run one after the
+# other, each alone on the machine, who goes first alternating between
+# rounds. MODE lockstep: the two run at the same time and take turns step
+# by step (see lockstep below); on this machine that slows PyTorch's steps
+# by about a tenth and not ours (docs/benchmarks.md), so the reported
+# comparison is the sequential one. The fp16 step is then measured alone.
 #
 # Needs scripts/setup.sh first (ONNX Runtime, python3-torch).
 set -euo pipefail
@@ -14,52 +21,74 @@ model=${1:-resnet50}
 batch=${2:-16}
 iters=${3:-8}
 rounds=${4:-2}
+mode=${5:-sequential}
+case "$mode" in
+  sequential|lockstep) ;;
+  *) echo "bench_train: MODE must be sequential or lockstep, got $mode" >&2; exit 2 ;;
+esac
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/ortrain" ./cmd/ortrain
-echo "# $(date -u +%F) $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $model, batch $batch at 224, $iters timed steps after 2 warm-up steps"
+echo "# $(date -u +%F) $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $model, batch $batch at 224, $iters timed steps after 2 warm-up steps, $mode"
 imgs() { sed -n 's/.* \([0-9.]*\) img\/s.*/\1/p'; }
 ratios=()
-run_ours() { "$work/ortrain" bench-step --model "$model" --batch "$batch" --iters "$iters" --warmup 2 "$@"; }
-run_peer() { /usr/bin/python3 scripts/bench/torch_train.py --arch "$model" --batch "$batch" --iters "$iters" --warmup 2 "$@"; }
+ours_cmd=("$work/ortrain" bench-step --model "$model" --batch "$batch" --iters "$iters" --warmup 2)
+peer_cmd=(/usr/bin/python3 scripts/bench/torch_train.py --arch "$model" --batch "$batch" --iters "$iters" --warmup 2)
 # lockstep LEADER runs ortrain and PyTorch at the same time, taking turns
 # step by step through two FIFOs (the leader, "ours" or "peer", steps
 # first), so that each step of one is timed right after a step of the
-# other: the machine's speed drifts by 10 to 20% from one minute to the
-# next, which separate processes one after the other measured as much as
-# the difference between the two (docs/benchmarks.md). The FIFOs are held
-# open read-write here so that no open blocks, and the first turn is
-# written before either starts.
+# other, under the same state of the machine. The FIFOs are held open
+# read-write here so that no open blocks, and the first turn is written
+# before either starts. If one of the two fails, the other would wait for
+# its turn forever: it is stopped and the script fails.
 lockstep() {
   rm -f "$work/a" "$work/b"
   mkfifo "$work/a" "$work/b"
   exec 3<>"$work/a" 4<>"$work/b"
   printf . >&3
   local first=(--turn-in "$work/a" --turn-out "$work/b") second=(--turn-in "$work/b" --turn-out "$work/a")
+  local p1 p2 done rc=0
   if [ "$1" = ours ]; then
-    run_ours "${first[@]}" >"$work/ours.out" & p1=$!
-    run_peer "${second[@]}" >"$work/peer.out" & p2=$!
+    "${ours_cmd[@]}" "${first[@]}" >"$work/ours.out" & p1=$!
+    "${peer_cmd[@]}" "${second[@]}" >"$work/peer.out" & p2=$!
   else
-    run_peer "${first[@]}" >"$work/peer.out" & p1=$!
-    run_ours "${second[@]}" >"$work/ours.out" & p2=$!
+    "${peer_cmd[@]}" "${first[@]}" >"$work/peer.out" & p1=$!
+    "${ours_cmd[@]}" "${second[@]}" >"$work/ours.out" & p2=$!
   fi
-  local rc=0
-  wait "$p1" || rc=$?
-  wait "$p2" || rc=$?
+  wait -n -p done "$p1" "$p2" || rc=$?
+  local other=$p2
+  [ "$done" = "$p1" ] || other=$p1
+  if [ "$rc" -ne 0 ]; then
+    kill "$other" 2>/dev/null || true
+    wait "$other" 2>/dev/null || true
+    echo "bench_train: a lockstep process failed (exit $rc)" >&2
+  else
+    wait "$other" || rc=$?
+  fi
   exec 3>&- 4>&-
   return "$rc"
 }
 for r in $(seq 1 "$rounds"); do
-  # Who steps first alternates between rounds.
+  # Who goes first alternates between rounds, so that a drift of the
+  # machine's speed favours neither side over the run.
   if [ $((r % 2)) = 1 ]; then lead=ours; else lead=peer; fi
-  echo "## round $r (lockstep, $lead first)"
-  lockstep "$lead"
+  echo "## round $r ($mode, $lead first)"
+  if [ "$mode" = lockstep ]; then
+    lockstep "$lead"
+  elif [ "$lead" = ours ]; then
+    "${ours_cmd[@]}" >"$work/ours.out"
+    "${peer_cmd[@]}" >"$work/peer.out"
+  else
+    "${peer_cmd[@]}" >"$work/peer.out"
+    "${ours_cmd[@]}" >"$work/ours.out"
+  fi
   ours=$(cat "$work/ours.out"); echo "$ours"
   peer=$(cat "$work/peer.out"); echo "$peer"
-  run_ours --fp16
+  "${ours_cmd[@]}" --fp16
   ratios+=("$(echo "$ours" | imgs) $(echo "$peer" | imgs)")
 done
-# Each round's ratio compares steps taken in alternation; the rounds are
+# The machine's speed drifts between processes and from one minute to the
+# next (docs/benchmarks.md), so the comparison is made round by round,
 # then summarized.
 printf '%s\n' "${ratios[@]}" | awk '{ r = $1 / $2; s += r; sl += log(r); n++; printf "round %d: ortrain fp32 / PyTorch = %.3f\n", n, r
   if (n == 1 || r < lo) lo = r; if (n == 1 || r > hi) hi = r }

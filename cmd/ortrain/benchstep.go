@@ -111,9 +111,9 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 
 // turns runs the steps in lockstep with another process (the benchmark's
 // peer) through two FIFOs, so that both measure their steps alternately,
-// step by step, under the same state of the machine: its speed drifts by
-// 10 to 20% from one minute to the next (docs/benchmarks.md). The zero
-// value does nothing.
+// step by step, under the same state of the machine, whose speed drifts
+// (scripts/bench_train.sh ... lockstep; docs/benchmarks.md says why its
+// sequential mode is the one reported). The zero value does nothing.
 type turns struct{ in, out *os.File }
 
 func openTurns(in, out string) (turns, error) {

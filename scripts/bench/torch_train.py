@@ -48,7 +48,7 @@ def main():
     # docs/benchmarks.md, not a call of step() below: the function form once
     # measured slower in two alternated pairs (1830 and 1987 ms against 1608
     # and 1588 ms per step), which PyTorch's later-found spread from one
-    # process to the next (12 to 20%) may explain, but the peer must not be
+    # process to the next (12 to 21%) may explain, but the peer must not be
     # handicapped.
     # Lockstep (scripts/bench_train.sh): the turns are taken outside the
     # timed region, as in `ortrain bench-step --turn-in/--turn-out`.
