@@ -60,11 +60,12 @@ func init() {
 
 // Conv: the input gradient is a ConvTranspose of dY with the same weight
 // (for stride 1 written as a Conv with the flipped, transposed kernel); the
-// bias gradient sums dY over batch and space. The weight gradient of an ungrouped 2-D convolution with at least
-// 16 input channels is one batched MatMul per kernel tap, dY (N,Co,HoWo)
-// times the input shifted by the tap and strided (N,Ci,HoWo) transposed,
-// summed over the batch: im2col without materializing the whole column
-// matrix, 2 to 15 times faster in ONNX Runtime than the alternative.
+// bias gradient sums dY over batch and space. The weight gradient of an
+// ungrouped 2-D convolution with at least 16 input channels is one
+// batched MatMul per kernel tap, dY (N,Co,HoWo) times the input shifted by
+// the tap and strided (N,Ci,HoWo) transposed, summed over the batch:
+// im2col without materializing the whole column matrix, 2 to 15 times
+// faster in ONNX Runtime than the alternative.
 // Otherwise (the 3-channel stem, groups) it is a convolution of the input
 // (batch and channels swapped, grouped by the forward groups) with dY as
 // the kernel, dilated by the forward stride.
