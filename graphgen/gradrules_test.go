@@ -113,9 +113,15 @@ func gradCases() []gradCase {
 		{name: "taps_conv1x1", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{0, 0, 0, 0}, []int64{1, 1}, 1),
 			shapes: [][]int64{{3, 16, 5, 6}, {8, 16, 1, 1}}, wrt: []int{0, 1},
 			build: conv(nil, nil, nil, 1)},
+		// Output planes of 512 or more: one MatMul per tap (shifted dY at
+		// stride 1, strided input slices otherwise); smaller ones above: the
+		// column matrix of a one-hot grouped Conv.
 		{name: "taps_plane576", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 1, 1, 1}, []int64{1, 1}, 1),
 			shapes: [][]int64{{2, 16, 24, 24}, {8, 16, 3, 3}}, wrt: []int{0, 1},
 			build: conv(nil, []int64{1, 1, 1, 1}, nil, 1)},
+		{name: "taps_plane576_s2_asympad", op: "Conv", attrs: convAttrs([]int64{2, 2}, []int64{1, 0, 0, 1}, []int64{1, 1}, 1),
+			shapes: [][]int64{{2, 16, 48, 47}, {8, 16, 3, 3}}, wrt: []int{0, 1},
+			build: conv([]int64{2, 2}, []int64{1, 0, 0, 1}, nil, 1)},
 		// Stride 1: the input gradient as a convolution with the flipped
 		// kernel; rectangular kernels, asymmetric padding, dilation.
 		{name: "conv3x2s1_asympad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{2, 0, 1, 1}, []int64{1, 1}, 1),

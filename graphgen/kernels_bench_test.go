@@ -252,8 +252,9 @@ func BenchmarkKernelReluGrad(b *testing.B) {
 }
 
 // BenchmarkKernelWeightGrad3x3: the weight gradient of a 3x3 stride-1
-// convolution from shifted copies of dY (the rule) or from shifted slices of
-// the padded input.
+// convolution from shifted copies of dY (the rule on large planes), from
+// shifted slices of the padded input, or from the column matrix a grouped
+// one-hot Conv writes (the rule on small planes).
 func BenchmarkKernelWeightGrad3x3(b *testing.B) {
 	sp := spatial{kernel: []int64{3, 3}, strides: []int64{1, 1}, dilations: []int64{1, 1}, padsBegin: []int64{1, 1}, padsEnd: []int64{1, 1}}
 	for _, p := range resnet50Planes {
@@ -266,6 +267,11 @@ func BenchmarkKernelWeightGrad3x3(b *testing.B) {
 				})
 			})
 		}
+		b.Run(fmt.Sprintf("Im2col/%dx%d", p.c, p.hw), func(b *testing.B) {
+			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+				return []*Value{convWeightGradIm2col(g, in[0], in[1], []int64{3, 3}, sp)}
+			})
+		})
 	}
 }
 
