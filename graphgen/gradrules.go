@@ -65,9 +65,9 @@ func init() {
 // batched MatMul per kernel tap, dY (N,Co,HoWo) times the input shifted by
 // the tap and strided (N,Ci,HoWo) transposed, summed over the batch:
 // im2col without materializing the whole column matrix, 2 to 15 times
-// faster in ONNX Runtime than the alternative; on output planes under 512
-// the column matrix is materialized after all, by a one-hot grouped Conv,
-// and multiplied once (convWeightGradIm2col).
+// faster in ONNX Runtime than the alternative; for kernels larger than 1x1
+// on output planes under 512 the column matrix is materialized after all,
+// by a one-hot grouped Conv, and multiplied once (convWeightGradIm2col).
 // Otherwise (the 3-channel stem, groups) it is a convolution of the input
 // (batch and channels swapped, grouped by the forward groups) with dY as
 // the kernel, dilated by the forward stride.
@@ -174,9 +174,10 @@ func gradConv(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 // convWeightGradTaps is the weight gradient of an ungrouped 2-D convolution
 // as one MatMul per kernel tap (see gradConv). With large planes the MatMuls
 // are batched over the images and summed; with small planes (deep layers,
-// Ho*Wo < 512) the batch is folded into the reduction dimension instead, by
-// transposing dY and the input once, because a GEMM whose inner dimension is
-// a 7x7 plane runs at a fraction of the machine's speed.
+// Ho*Wo < 512, which only 1x1 kernels bring here: larger ones go to
+// convWeightGradIm2col) the batch is folded into the reduction dimension
+// instead, by transposing dY and the input once, because a GEMM whose
+// inner dimension is a 7x7 plane runs at a fraction of the machine's speed.
 //
 // Each tap pairs dY with the input shifted by the tap's offset. With stride 1
 // the shift is applied to dY instead, by a Pad whose negative entries crop
@@ -269,9 +270,11 @@ func convWeightGradTaps(g *Graph, x, d *Value, kernel []int64, sp spatial, shift
 // both threads; then dY (Co, N*Ho*Wo) times its transpose gives (Co,
 // Ci*taps), the weight's layout. The identity kernel multiplies each value
 // by 1 and adds zeros, so the columns are exact. On these planes it is 1.2
-// to 1.4 times faster than one MatMul per tap on shifted copies, whose
+// to 1.3 times faster than one MatMul per tap on shifted copies, whose
 // Pads run on one thread at a cost per 7 or 14 wide row
-// (BenchmarkKernelWeightGrad3x3); on larger planes it is not faster.
+// (BenchmarkKernelWeightGrad3x3, stride 1); on larger planes it is not
+// faster. Strided small-plane convolutions (ResNet's downsampling 3x3)
+// take it too, in place of strided slices of the input, unmeasured apart.
 func convWeightGradIm2col(g *Graph, x, d *Value, kernel []int64, sp spatial) *Value {
 	n, ci := x.Shape[0].Size, x.Shape[1].Size
 	co, ho, wo := d.Shape[1].Size, d.Shape[2].Size, d.Shape[3].Size

@@ -114,14 +114,30 @@ func gradCases() []gradCase {
 			shapes: [][]int64{{3, 16, 5, 6}, {8, 16, 1, 1}}, wrt: []int{0, 1},
 			build: conv(nil, nil, nil, 1)},
 		// Output planes of 512 or more: one MatMul per tap (shifted dY at
-		// stride 1, strided input slices otherwise); smaller ones above: the
+		// stride 1, strided input slices otherwise); the other taps_ cases
+		// with kernels larger than 1x1 have smaller planes and take the
 		// column matrix of a one-hot grouped Conv.
 		{name: "taps_plane576", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 1, 1, 1}, []int64{1, 1}, 1),
 			shapes: [][]int64{{2, 16, 24, 24}, {8, 16, 3, 3}}, wrt: []int{0, 1},
 			build: conv(nil, []int64{1, 1, 1, 1}, nil, 1)},
-		{name: "taps_plane576_s2_asympad", op: "Conv", attrs: convAttrs([]int64{2, 2}, []int64{1, 0, 0, 1}, []int64{1, 1}, 1),
+		{name: "taps_plane552_s2_asympad", op: "Conv", attrs: convAttrs([]int64{2, 2}, []int64{1, 0, 0, 1}, []int64{1, 1}, 1),
 			shapes: [][]int64{{2, 16, 48, 47}, {8, 16, 3, 3}}, wrt: []int{0, 1},
 			build: conv([]int64{2, 2}, []int64{1, 0, 0, 1}, nil, 1)},
+		{name: "taps_plane600_3x2_dil21_asympad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{2, 0, 1, 1}, []int64{2, 1}, 1),
+			shapes: [][]int64{{2, 16, 26, 24}, {6, 16, 3, 2}}, wrt: []int{0, 1},
+			build: conv(nil, []int64{2, 0, 1, 1}, []int64{2, 1}, 1)},
+		{name: "taps_plane576_nopad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{0, 0, 0, 0}, []int64{1, 1}, 1),
+			shapes: [][]int64{{2, 16, 26, 26}, {6, 16, 3, 3}}, wrt: []int{0, 1},
+			build: conv(nil, nil, nil, 1)},
+		{name: "taps_plane650_s2_dil2", op: "Conv", attrs: convAttrs([]int64{2, 2}, []int64{2, 2, 2, 2}, []int64{2, 2}, 1),
+			shapes: [][]int64{{2, 16, 52, 50}, {6, 16, 3, 3}}, wrt: []int{0, 1},
+			build: conv([]int64{2, 2}, []int64{2, 2, 2, 2}, []int64{2, 2}, 1)},
+		{name: "im2col_3x2_s23_dil21_asympad", op: "Conv", attrs: convAttrs([]int64{2, 3}, []int64{1, 0, 2, 1}, []int64{2, 1}, 1),
+			shapes: [][]int64{{2, 16, 11, 13}, {5, 16, 3, 2}}, wrt: []int{0, 1},
+			build: conv([]int64{2, 3}, []int64{1, 0, 2, 1}, []int64{2, 1}, 1)},
+		{name: "im2col_s3_skips_end", op: "Conv", attrs: convAttrs([]int64{3, 3}, []int64{0, 0, 0, 0}, []int64{1, 1}, 1),
+			shapes: [][]int64{{2, 16, 11, 10}, {4, 16, 3, 3}, {4}}, wrt: []int{0, 1, 2},
+			build: conv([]int64{3, 3}, nil, nil, 1)},
 		// Stride 1: the input gradient as a convolution with the flipped
 		// kernel; rectangular kernels, asymmetric padding, dilation.
 		{name: "conv3x2s1_asympad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{2, 0, 1, 1}, []int64{1, 1}, 1),

@@ -47,17 +47,20 @@ lockstep() {
   exec 3<>"$work/a" 4<>"$work/b"
   printf . >&3
   local first=(--turn-in "$work/a" --turn-out "$work/b") second=(--turn-in "$work/b" --turn-out "$work/a")
-  local p1 p2 done rc=0
+  local first_done rc=0
+  # The children do not inherit this shell's FIFO descriptors, so that a
+  # side whose partner has exited sees end of file.
   if [ "$1" = ours ]; then
-    "${ours_cmd[@]}" "${first[@]}" >"$work/ours.out" & p1=$!
-    "${peer_cmd[@]}" "${second[@]}" >"$work/peer.out" & p2=$!
+    "${ours_cmd[@]}" "${first[@]}" >"$work/ours.out" 3>&- 4>&- & p1=$!
+    "${peer_cmd[@]}" "${second[@]}" >"$work/peer.out" 3>&- 4>&- & p2=$!
   else
-    "${peer_cmd[@]}" "${first[@]}" >"$work/peer.out" & p1=$!
-    "${ours_cmd[@]}" "${second[@]}" >"$work/ours.out" & p2=$!
+    "${peer_cmd[@]}" "${first[@]}" >"$work/peer.out" 3>&- 4>&- & p1=$!
+    "${ours_cmd[@]}" "${second[@]}" >"$work/ours.out" 3>&- 4>&- & p2=$!
   fi
-  wait -n -p done "$p1" "$p2" || rc=$?
+  trap 'kill "$p1" "$p2" 2>/dev/null || true; rm -rf "$work"' EXIT
+  wait -n -p first_done "$p1" "$p2" || rc=$?
   local other=$p2
-  [ "$done" = "$p1" ] || other=$p1
+  [ "$first_done" = "$p1" ] || other=$p1
   if [ "$rc" -ne 0 ]; then
     kill "$other" 2>/dev/null || true
     wait "$other" 2>/dev/null || true

@@ -7,35 +7,51 @@
 #
 # FIRST and SECOND are "ours" (ortrain bench-step, resnet50 batch 16),
 # "peer" (scripts/bench/torch_train.py, the same step in PyTorch) or
-# "sleep" (a partner that takes no step, only waits 1.7 s per turn);
-# FIRST steps first. Needs bin/ortrain (go build -o bin/ortrain ./cmd/ortrain).
+# "sleep" (a partner that takes no step, only waits 1.7 s per turn and
+# reports 1700 ms); FIRST steps first. Needs bin/ortrain
+# (go build -o bin/ortrain ./cmd/ortrain).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if [ $# -lt 2 ]; then
+  echo "usage: scripts/bench/lockstep_pair.sh FIRST SECOND [ITERS]" >&2
+  exit 2
+fi
+for k in "$1" "$2"; do
+  case "$k" in
+    ours|peer|sleep) ;;
+    *) echo "lockstep_pair: FIRST and SECOND are ours, peer or sleep, got $k" >&2; exit 2 ;;
+  esac
+done
 iters=${3:-6}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkfifo "$work/a" "$work/b"
 exec 3<>"$work/a" 4<>"$work/b"
 printf . >&3
-side() { # KIND TURN_IN TURN_OUT
+# side KIND TURN_IN TURN_OUT OUT: start one side in the background, as the
+# process itself (so that its pid is $!), without this shell's FIFO
+# descriptors (so that it sees end of file when its partner is gone).
+side() {
   case "$1" in
-    ours) bin/ortrain bench-step --iters "$iters" --warmup 2 --turn-in "$2" --turn-out "$3" ;;
-    peer) /usr/bin/python3 scripts/bench/torch_train.py --iters "$iters" --warmup 2 --turn-in "$2" --turn-out "$3" ;;
-    sleep) /usr/bin/python3 -c 'import sys, time
+    ours) bin/ortrain bench-step --iters "$iters" --warmup 2 --turn-in "$2" --turn-out "$3" >"$4" 3>&- 4>&- & ;;
+    peer) /usr/bin/python3 scripts/bench/torch_train.py --iters "$iters" --warmup 2 --turn-in "$2" --turn-out "$3" >"$4" 3>&- 4>&- & ;;
+    sleep)
+      echo "sleep: median 1700 ms/step" >"$4"
+      /usr/bin/python3 -c 'import sys, time
 i, o = open(sys.argv[1], "rb", buffering=0), open(sys.argv[2], "wb", buffering=0)
 for _ in range(int(sys.argv[3])):
     if len(i.read(1)) != 1: break
-    time.sleep(1.7); o.write(b".")' "$2" "$3" $((iters + 2)); echo "sleep: median 1700 ms/step" ;;
-    *) echo "lockstep_pair: FIRST and SECOND are ours, peer or sleep" >&2; exit 2 ;;
+    time.sleep(1.7); o.write(b".")' "$2" "$3" $((iters + 2)) 3>&- 4>&- & ;;
   esac
 }
-side "$1" "$work/a" "$work/b" >"$work/1" & p1=$!
-side "$2" "$work/b" "$work/a" >"$work/2" & p2=$!
+side "$1" "$work/a" "$work/b" "$work/1"; p1=$!
+side "$2" "$work/b" "$work/a" "$work/2"; p2=$!
+trap 'kill "$p1" "$p2" 2>/dev/null || true; rm -rf "$work"' EXIT
 # If one side fails the other would wait for its turn forever: stop it.
 rc=0
-wait -n -p done "$p1" "$p2" || rc=$?
+wait -n -p first_done "$p1" "$p2" || rc=$?
 other=$p2
-[ "$done" = "$p1" ] || other=$p1
+[ "$first_done" = "$p1" ] || other=$p1
 if [ "$rc" -ne 0 ]; then
   kill "$other" 2>/dev/null || true
   wait "$other" 2>/dev/null || true
