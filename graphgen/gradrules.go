@@ -116,16 +116,18 @@ func gradConv(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 			}
 			anyPad = anyPad || opad[i] > 0
 		}
-		o := ConvOpts{Strides: sp.strides, Pads: append(append([]int64{}, sp.padsBegin...), sp.padsEnd...), Dilations: sp.dilations, Group: group}
+		o := ConvOpts{Strides: sp.strides, Pads: sp.pads(), Dilations: sp.dilations, Group: group}
 		if anyPad {
 			o.OutputPadding = opad
 		}
 		out[0] = g.ConvTranspose(d, w, nil, o)
 	}
-	if need[1] && group == 1 && k == 2 && x.Shape[1].Size >= 16 && kernel[0]*kernel[1] > 1 && d.Shape[2].Size*d.Shape[3].Size < 512 {
-		out[1] = convWeightGradIm2col(g, x, d, kernel, sp)
-	} else if need[1] && group == 1 && k == 2 && x.Shape[1].Size >= 16 {
-		out[1] = convWeightGradTaps(g, x, d, kernel, sp, sp.strides[0] == 1 && sp.strides[1] == 1)
+	if need[1] && group == 1 && k == 2 && x.Shape[1].Size >= 16 {
+		if kernel[0]*kernel[1] > 1 && d.Shape[2].Size*d.Shape[3].Size < 512 {
+			out[1] = convWeightGradIm2col(g, x, d, kernel, sp)
+		} else {
+			out[1] = convWeightGradTaps(g, x, d, kernel, sp, sp.strides[0] == 1 && sp.strides[1] == 1)
+		}
 	} else if need[1] {
 		nb, ci := x.Shape[0].Size, x.Shape[1].Size
 		perm := []int64{1, 0}
@@ -144,8 +146,7 @@ func gradConv(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 			xt = g.Reshape(xt, append([]int64{ci / group, group * nb}, x.Shape[2:].Ints()...)...)
 		}
 		dyt := g.Transpose(d, perm...) // (Co, N, out spatial)
-		pads := append(append([]int64{}, sp.padsBegin...), sp.padsEnd...)
-		r := g.Conv(xt, dyt, nil, ConvOpts{Strides: sp.dilations, Dilations: sp.strides, Pads: pads, Group: group})
+		r := g.Conv(xt, dyt, nil, ConvOpts{Strides: sp.dilations, Dilations: sp.strides, Pads: sp.pads(), Group: group})
 		// r is (Ci/G, Co, k'...), k' >= kernel when the stride skips the end
 		if r.Shape.Static() {
 			var axes, ends []int64
@@ -285,8 +286,7 @@ func convWeightGradIm2col(g *Graph, x, d *Value, kernel []int64, sp spatial) *Va
 			id.set((c*taps+t)*taps+t, 1)
 		}
 	}
-	pads := append(append([]int64{}, sp.padsBegin...), sp.padsEnd...)
-	col := g.Conv(x, g.Const(id), nil, ConvOpts{Strides: sp.strides, Pads: pads, Dilations: sp.dilations, Group: ci})
+	col := g.Conv(x, g.Const(id), nil, ConvOpts{Strides: sp.strides, Pads: sp.pads(), Dilations: sp.dilations, Group: ci})
 	k := n * ho * wo
 	dt := g.Reshape(g.Transpose(d, 1, 0, 2, 3), co, k)
 	// (Ci*taps, N, Ho, Wo) -> (K, Ci*taps); ONNX Runtime folds the last
@@ -495,7 +495,7 @@ func gradAveragePool(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, e
 			return nil, fmt.Errorf("cannot reach input size %v from %v", x.Shape, d.Shape)
 		}
 	}
-	o := ConvOpts{Strides: sp.strides, Pads: append(append([]int64{}, sp.padsBegin...), sp.padsEnd...), Group: ch}
+	o := ConvOpts{Strides: sp.strides, Pads: sp.pads(), Group: ch}
 	if anyPad {
 		o.OutputPadding = opad
 	}

@@ -305,6 +305,12 @@ func readSpatial(n *Node, k int, kernel []int64) (spatial, error) {
 	return sp, nil
 }
 
+// pads is the pads attribute again: begin values, then end values (a new
+// slice).
+func (sp spatial) pads() []int64 {
+	return append(append([]int64{}, sp.padsBegin...), sp.padsEnd...)
+}
+
 // outDim is the output length of a sliding window, with ONNX's and PyTorch's
 // ceil_mode rule (a last window starting inside the end padding is dropped).
 func (sp spatial) outDim(i int, in Dim, ceil bool) (Dim, error) {

@@ -34,22 +34,15 @@ imgs() { sed -n 's/.* \([0-9.]*\) img\/s.*/\1/p'; }
 ratios=()
 ours_cmd=("$work/ortrain" bench-step --model "$model" --batch "$batch" --iters "$iters" --warmup 2)
 peer_cmd=(/usr/bin/python3 scripts/bench/torch_train.py --arch "$model" --batch "$batch" --iters "$iters" --warmup 2)
+# shellcheck source=bench/lockstep.sh
+. scripts/bench/lockstep.sh
 # lockstep LEADER runs ortrain and PyTorch at the same time, taking turns
-# step by step through two FIFOs (the leader, "ours" or "peer", steps
-# first), so that each step of one is timed right after a step of the
-# other, under the same state of the machine. The FIFOs are held open
-# read-write here so that no open blocks, and the first turn is written
-# before either starts. If one of the two fails, the other would wait for
-# its turn forever: it is stopped and the script fails.
+# step by step (the leader, "ours" or "peer", steps first), so that each
+# step of one is timed right after a step of the other, under the same
+# state of the machine; it fails if either does.
 lockstep() {
-  rm -f "$work/a" "$work/b"
-  mkfifo "$work/a" "$work/b"
-  exec 3<>"$work/a" 4<>"$work/b"
-  printf . >&3
+  lockstep_fifos "$work"
   local first=(--turn-in "$work/a" --turn-out "$work/b") second=(--turn-in "$work/b" --turn-out "$work/a")
-  local first_done rc=0
-  # The children do not inherit this shell's FIFO descriptors, so that a
-  # side whose partner has exited sees end of file.
   if [ "$1" = ours ]; then
     "${ours_cmd[@]}" "${first[@]}" >"$work/ours.out" 3>&- 4>&- & p1=$!
     "${peer_cmd[@]}" "${second[@]}" >"$work/peer.out" 3>&- 4>&- & p2=$!
@@ -58,18 +51,7 @@ lockstep() {
     "${ours_cmd[@]}" "${second[@]}" >"$work/ours.out" 3>&- 4>&- & p2=$!
   fi
   trap 'kill "$p1" "$p2" 2>/dev/null || true; rm -rf "$work"' EXIT
-  wait -n -p first_done "$p1" "$p2" || rc=$?
-  local other=$p2
-  [ "$first_done" = "$p1" ] || other=$p1
-  if [ "$rc" -ne 0 ]; then
-    kill "$other" 2>/dev/null || true
-    wait "$other" 2>/dev/null || true
-    echo "bench_train: a lockstep process failed (exit $rc)" >&2
-  else
-    wait "$other" || rc=$?
-  fi
-  exec 3>&- 4>&-
-  return "$rc"
+  lockstep_wait "$p1" "$p2"
 }
 for r in $(seq 1 "$rounds"); do
   # Who goes first alternates between rounds, so that a drift of the

@@ -25,9 +25,9 @@ done
 iters=${3:-6}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkfifo "$work/a" "$work/b"
-exec 3<>"$work/a" 4<>"$work/b"
-printf . >&3
+# shellcheck source=lockstep.sh
+. scripts/bench/lockstep.sh
+lockstep_fifos "$work"
 # side KIND TURN_IN TURN_OUT OUT: start one side in the background, as the
 # process itself (so that its pid is $!), without this shell's FIFO
 # descriptors (so that it sees end of file when its partner is gone).
@@ -47,17 +47,8 @@ for _ in range(int(sys.argv[3])):
 side "$1" "$work/a" "$work/b" "$work/1"; p1=$!
 side "$2" "$work/b" "$work/a" "$work/2"; p2=$!
 trap 'kill "$p1" "$p2" 2>/dev/null || true; rm -rf "$work"' EXIT
-# If one side fails the other would wait for its turn forever: stop it.
 rc=0
-wait -n -p first_done "$p1" "$p2" || rc=$?
-other=$p2
-[ "$first_done" = "$p1" ] || other=$p1
-if [ "$rc" -ne 0 ]; then
-  kill "$other" 2>/dev/null || true
-  wait "$other" 2>/dev/null || true
-else
-  wait "$other" || rc=$?
-fi
+lockstep_wait "$p1" "$p2" || rc=$?
 median() { sed -n 's/.*median \([0-9]*\) ms\/step.*/\1/p' "$1"; }
 echo "[$1 first, $2 second] $1: $(median "$work/1") ms, $2: $(median "$work/2") ms"
 exit "$rc"
