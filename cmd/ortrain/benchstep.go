@@ -146,10 +146,12 @@ func (t turns) wait() error {
 }
 
 // turnGap is how long a process idles after its step before passing the
-// turn: ONNX Runtime's idle intra-op threads spin for some 20 ms (its
-// thread pool spins 2^20 times before blocking) and PyTorch's OpenMP
-// threads briefly too, which would otherwise take a core from the other
-// process's step. The peer script waits as long.
+// turn: ONNX Runtime's idle intra-op threads spin a while before blocking,
+// as PyTorch's OpenMP threads do, and would otherwise take a core from the
+// other process's step. With the gap, a waiting ortrain process used 0.01
+// to 0.02 s of CPU per 1.5 s turn of its partner (sampled from
+// /proc/PID/stat, 2026-11-27), a waiting PyTorch process none. The peer
+// script waits as long.
 const turnGap = 100 * time.Millisecond
 
 func (t turns) pass() error {
