@@ -2,6 +2,7 @@ package graphgen
 
 import (
 	"fmt"
+	"math"
 )
 
 // gradRule returns the gradients of a node's inputs given the gradients of
@@ -376,14 +377,30 @@ func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, err
 // ---- activations and pooling ----
 
 // Relu: dY where the output is positive (PyTorch's convention at 0), as dY
-// times the cast mask: ONNX Runtime's Where with a broadcast zero is about
-// 1.5 times slower than Cast and Mul (BenchmarkKernelReluGrad). The two
-// differ only where dY is not finite and the mask is 0 (NaN instead of 0),
-// which can only make the step's all-finite check stricter: an overflowing
-// fp16 step is skipped rather than continued with the overflow zeroed.
+// times a 0/1 mask. In float32 the mask is HardSigmoid(y) with alpha the
+// largest float, max(0, min(1, alpha*y)): 0 at y = 0 and 1 for every y >=
+// 1/alpha = 2.9e-39, in one pass that ONNX Runtime spreads over its
+// threads, where Greater then Cast makes two and its Cast runs on one
+// thread (1.4 times faster with the Mul at ResNet-50's 256x56,
+// BenchmarkKernelReluGrad; docs/benchmarks.md). Only a subnormal output
+// below 2.9e-39, which a ReLU after BatchNorm's affine map reaches only by
+// cancelling to within 1e-38 without reaching 0, gets a fraction of dY
+// where PyTorch passes all of it. Other types (ONNX Runtime's CPU
+// HardSigmoid is float32 only, and float16's largest value would make the
+// threshold a normal number) keep Cast(y > 0). Where with a broadcast zero
+// is slower than either. Mul differs from a selection only where dY is not
+// finite and the mask is 0 (NaN instead of 0), which can only make the
+// step's all-finite check stricter: an overflowing fp16 step is skipped
+// rather than continued with the overflow zeroed.
 func gradRelu(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 	y := n.Outputs[0]
-	return []*Value{c.g.Mul(dy[0], c.g.Cast(c.g.Greater(y, c.scalar(y.DType, 0)), y.DType))}, nil
+	var mask *Value
+	if y.DType == Float {
+		mask = c.g.HardSigmoid(y, math.MaxFloat32, 0)
+	} else {
+		mask = c.g.Cast(c.g.Greater(y, c.scalar(y.DType, 0)), y.DType)
+	}
+	return []*Value{c.g.Mul(dy[0], mask)}, nil
 }
 
 // MaxPool: dY scattered (added) to the positions of the maxima, read from

@@ -15,7 +15,7 @@ var inferRules = map[string]inferRule{}
 
 func init() {
 	for _, op := range []string{"Relu", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Abs",
-		"Identity", "Sigmoid", "Tanh", "Floor", "Ceil", "Erf", "Softmax", "LogSoftmax", "Sign"} {
+		"Identity", "Sigmoid", "Tanh", "Floor", "Ceil", "Erf", "Softmax", "LogSoftmax", "Sign", "HardSigmoid"} {
 		inferRules[op] = inferUnary
 	}
 	for _, op := range []string{"IsInf", "IsNaN", "Not"} {

@@ -244,6 +244,11 @@ func BenchmarkKernelReluGrad(b *testing.B) {
 			return []*Value{g.Mul(in[1], g.Sign(in[0]))}
 		})
 	})
+	b.Run("MulHardSigmoid", func(b *testing.B) {
+		benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+			return []*Value{g.Mul(in[1], g.Op1("HardSigmoid", []*Value{in[0]}, Attrs{"alpha": float32(3e38), "beta": float32(0)}))}
+		})
+	})
 	b.Run("MulMask", func(b *testing.B) {
 		benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
 			return []*Value{g.Mul(in[1], g.Cast(g.Greater(in[0], g.Scalar(Float, 0)), Float))}
@@ -350,5 +355,35 @@ func BenchmarkKernelPointwiseInputGrad(b *testing.B) {
 				return []*Value{g.Conv(in[0], g.Transpose(in[1], 1, 0, 2, 3), nil, ConvOpts{})}
 			})
 		})
+	}
+}
+
+// BenchmarkKernelStridedPointwise: a 1x1 stride-2 convolution with its
+// input and weight gradients (loss sum(y*r) for a given r), as it is
+// (ConvTranspose input gradient, strided Slice for the weight gradient) or
+// after SubsamplePointwise, at ResNet-50's downsampling shapes ("AtoBxP":
+// A input channels, B output channels, output plane P).
+func BenchmarkKernelStridedPointwise(b *testing.B) {
+	for _, p := range []struct{ ci, co, hw int64 }{{256, 512, 28}, {256, 128, 28}, {512, 1024, 14}, {1024, 2048, 7}} {
+		shapes := [][]int64{{16, p.ci, 2 * p.hw, 2 * p.hw}, {p.co, p.ci, 1, 1}, {16, p.co, p.hw, p.hw}}
+		for _, sub := range []bool{false, true} {
+			name := map[bool]string{false: "StridedConv", true: "Subsample"}[sub]
+			b.Run(fmt.Sprintf("%s/%dto%dx%d", name, p.ci, p.co, p.hw), func(b *testing.B) {
+				benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+					y := g.Conv(in[0], in[1], nil, ConvOpts{Strides: []int64{2, 2}})
+					if sub {
+						if err := g.SubsamplePointwise(); err != nil {
+							b.Fatal(err)
+						}
+					}
+					loss := g.ReduceSum(g.Mul(y, in[2]), nil, false)
+					grads, err := g.Gradients(loss, in[:2], g.Scalar(Float, 1))
+					if err != nil {
+						b.Fatal(err)
+					}
+					return append([]*Value{y}, grads...)
+				})
+			})
+		}
 	}
 }

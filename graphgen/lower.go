@@ -149,6 +149,107 @@ func (g *Graph) LowerBatchStats() error {
 	return nil
 }
 
+// SubsamplePointwise rewrites every 1x1 Conv with a stride and no padding
+// on a 4-D input whose height the stride divides (the original ResNet's
+// downsampling convolutions, and ResNet-B's and -C's shortcut) as a
+// stride-1 Conv of the input's subsample, the same values: x[:, :, ::sh,
+// ::sw] is a MatMul of x, viewed as rows of sh input rows, by a constant
+// one-hot (sh*W, Wo) matrix, shared by the convolutions that read the same
+// input with the same strides. Call it on a forward graph before
+// Gradients. Its reason is the backward: the subsample's gradient is the
+// transposed MatMul, which spreads the gradient back with zeros between
+// in one pass over both threads, once for the convolutions that share it
+// and after their gradients are added on the small plane, and each
+// convolution's gradients become the stride-1 pointwise ones. In ONNX
+// Runtime the strided ConvTranspose that was the input gradient ran at 35
+// to 99 GMAC/s, its weight gradient's strided Slice on one thread
+// (docs/benchmarks.md). The one-hot products are exact: each output is
+// one input times 1 plus zeros (a non-finite input gives NaN where it
+// would give 0, which only makes a step's all-finite check stricter).
+// Convolutions the rewrite does not fit are left as they are.
+func (g *Graph) SubsamplePointwise() error {
+	if g.err != nil {
+		return g.err
+	}
+	type key struct {
+		x      *Value
+		sh, sw int64
+	}
+	subs := map[key]*Value{}
+	nodes := make([]*Node, 0, len(g.Nodes))
+	for _, n := range g.Nodes {
+		sub, k, ok := subsampleKey(n)
+		if !ok {
+			nodes = append(nodes, n)
+			continue
+		}
+		kk := key{n.Inputs[0], k[0], k[1]}
+		xs := subs[kk]
+		if xs == nil {
+			start := len(g.Nodes)
+			prev := g.SetScope("subsample/" + n.Name)
+			xs = g.subsample(n.Inputs[0], k[0], k[1], sub)
+			g.SetScope(prev)
+			if g.err != nil {
+				return fmt.Errorf("subsample %s: %w", n.Name, g.err)
+			}
+			nodes = append(nodes, g.Nodes[start:]...)
+			g.Nodes = g.Nodes[:start]
+			subs[kk] = xs
+		}
+		n.Inputs = append([]*Value{xs}, n.Inputs[1:]...)
+		attrs := Attrs{}
+		for a, v := range n.Attrs {
+			attrs[a] = v
+		}
+		delete(attrs, "strides")
+		n.Attrs = attrs
+		nodes = append(nodes, n)
+	}
+	g.Nodes = nodes
+	return nil
+}
+
+// subsampleKey says whether SubsamplePointwise rewrites n, and returns the
+// subsample's output plane and the strides.
+func subsampleKey(n *Node) (plane, strides []int64, ok bool) {
+	if n.Op != "Conv" || len(n.Inputs) < 2 || n.Role != "" {
+		return nil, nil, false
+	}
+	x, w := n.Inputs[0], n.Inputs[1]
+	if x.Shape.Rank() != 4 || !x.Shape.Static() || !w.Shape.Static() || w.Shape[2].Size != 1 || w.Shape[3].Size != 1 ||
+		n.Str("auto_pad", "NOTSET") != "NOTSET" {
+		return nil, nil, false
+	}
+	for _, p := range n.Ints("pads") {
+		if p != 0 {
+			return nil, nil, false
+		}
+	}
+	s := n.Ints("strides")
+	if len(s) != 2 || s[0] < 1 || s[1] < 1 || s[0]*s[1] == 1 {
+		return nil, nil, false
+	}
+	h, wd := x.Shape[2].Size, x.Shape[3].Size
+	if h%s[0] != 0 {
+		return nil, nil, false
+	}
+	return []int64{h / s[0], (wd-1)/s[1] + 1}, s, true
+}
+
+// subsample is x[:, :, ::sh, ::sw] for a 4-D x whose height sh divides, as
+// Reshape, MatMul by a one-hot matrix, Reshape (see SubsamplePointwise).
+func (g *Graph) subsample(x *Value, sh, sw int64, plane []int64) *Value {
+	n, c, w := x.Shape[0].Size, x.Shape[1].Size, x.Shape[3].Size
+	ho, wo := plane[0], plane[1]
+	pick := FilledTensor(x.DType, []int64{sh * w, wo}, 0)
+	for j := int64(0); j < wo; j++ {
+		pick.set(j*sw*wo+j, 1)
+	}
+	rows := g.Reshape(x, n*c*ho, sh*w)
+	return g.Reshape(g.MatMul(rows, g.Const(pick)), n, c, ho, wo)
+}
+
 // dependsOn says whether v is computed from target.
 func dependsOn(v, target *Value) bool {
 	seen := map[*Value]bool{}

@@ -3,6 +3,8 @@ package graphgen
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ortrain/ortrain/internal/testutil"
@@ -246,5 +248,82 @@ func TestShiftedVarianceError(t *testing.T) {
 		if worst > c.limit {
 			t.Errorf("shift %g sd: variance relative error %.3g > %g", c.mu, worst, c.limit)
 		}
+	}
+}
+
+// TestSubsamplePointwiseKeepsResults runs, in ONNX Runtime before and after
+// SubsamplePointwise, a graph of strided 1x1 convolutions and their
+// gradients: two that read one input with the same strides (one subsample
+// shared), one with other strides and a width the stride does not divide,
+// and three the rewrite must leave alone (a height the stride does not
+// divide, padding, a 3x3 kernel). Every output and gradient must agree to
+// float32 rounding, and the graph must have the expected subsamples and
+// strided Convs left.
+func TestSubsamplePointwiseKeepsResults(t *testing.T) {
+	testutil.InitORT(t)
+	shapes := [][]int64{{2, 6, 8, 9}, {4, 6, 1, 1}, {5, 6, 1, 1}, {3, 6, 1, 1}, {2, 6, 7, 8}, {4, 6, 1, 1}, {4, 6, 1, 1}, {4, 6, 3, 3}}
+	feeds := offsetNormalFeeds(shapes, 5)
+	run := func(rewrite bool) ([][]float32, *Graph) {
+		g := New("subsample", DefaultOpset)
+		var in []*Value
+		for i, s := range shapes {
+			in = append(in, g.Input(string(rune('a'+i)), Float, S(s...)))
+		}
+		s22 := ConvOpts{Strides: []int64{2, 2}}
+		outs := []*Value{
+			g.Conv(in[0], in[1], nil, s22),
+			g.Conv(in[0], in[2], nil, s22),
+			g.Conv(in[0], in[3], nil, ConvOpts{Strides: []int64{2, 3}}),
+			g.Conv(in[4], in[5], nil, s22),                                                         // odd height
+			g.Conv(in[0], in[6], nil, ConvOpts{Strides: []int64{2, 2}, Pads: []int64{1, 0, 1, 0}}), // padded
+			g.Conv(in[0], in[7], nil, ConvOpts{Strides: []int64{2, 2}, Pads: []int64{1, 1, 1, 1}}), // 3x3
+		}
+		if rewrite {
+			if err := g.SubsamplePointwise(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var loss *Value
+		for i, o := range outs {
+			sq := g.ReduceSum(g.Mul(g.Mul(o, o), g.Scalar(Float, float64(i+1))), nil, false)
+			if loss == nil {
+				loss = sq
+			} else {
+				loss = g.Add(loss, sq)
+			}
+		}
+		grads, err := g.Gradients(loss, in, g.Scalar(Float, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Output(outs...)
+		g.Output(grads...)
+		if err := g.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		model, err := g.Marshal(ModelInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testutil.RunFloat32(t, model, shapes, feeds), g
+	}
+	want, _ := run(false)
+	got, rewritten := run(true)
+	for i := range want {
+		if e := testutil.RelErr(got[i], want[i]); e > 1e-5 {
+			t.Errorf("output %d differs after the rewrite by %.3g", i, e)
+		}
+	}
+	strided, matmuls := 0, 0
+	for _, n := range rewritten.Nodes {
+		if n.Op == "Conv" && !slices.Equal(n.Ints("strides"), nil) && !slices.Equal(n.Ints("strides"), []int64{1, 1}) && !strings.HasPrefix(n.Name, "grad") {
+			strided++
+		}
+		if n.Op == "MatMul" && strings.HasPrefix(n.Name, "subsample/") {
+			matmuls++
+		}
+	}
+	if strided != 3 || matmuls != 2 {
+		t.Errorf("after the rewrite: %d strided forward Convs, %d subsample MatMuls; want 3 and 2", strided, matmuls)
 	}
 }

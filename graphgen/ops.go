@@ -180,6 +180,11 @@ func (g *Graph) Sign(x *Value) *Value       { return g.unary("Sign", x) }
 func (g *Graph) Sigmoid(x *Value) *Value    { return g.unary("Sigmoid", x) }
 func (g *Graph) Tanh(x *Value) *Value       { return g.unary("Tanh", x) }
 
+// HardSigmoid is max(0, min(1, alpha*x + beta)), elementwise.
+func (g *Graph) HardSigmoid(x *Value, alpha, beta float32) *Value {
+	return g.Op1("HardSigmoid", []*Value{x}, Attrs{"alpha": alpha, "beta": beta})
+}
+
 // IsInf is true for +Inf and -Inf.
 func (g *Graph) IsInf(x *Value) *Value { return g.unary("IsInf", x) }
 

@@ -154,6 +154,11 @@ func BuildStep(o StepOptions) (*Step, error) {
 		return nil, fmt.Errorf("train step: %w", err)
 	}
 	g := m.Graph
+	// Strided pointwise convolutions read an explicit subsample, whose
+	// gradient is cheaper than theirs (see SubsamplePointwise).
+	if err := g.SubsamplePointwise(); err != nil {
+		return nil, fmt.Errorf("train step: %w", err)
+	}
 	g.Name = m.Name + "_train_step"
 	g.Doc = fmt.Sprintf("Train step of %s: forward (batch statistics), loss, backward and Nesterov SGD; inputs are the state and a batch, outputs the next state.", m.Name)
 	f32 := graphgen.Float
