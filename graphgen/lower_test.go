@@ -99,14 +99,7 @@ func checkLowering(t *testing.T, c lowerCase) {
 				t.Fatal(err)
 			}
 		}
-		if err := g.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		model, err := g.Marshal(ModelInfo{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return testutil.RunFloat32(t, model, shapes, feeds), g
+		return validateAndRun(t, g, shapes, feeds), g
 	}
 	want, plain := run(false)
 	got, lowered := run(true)
@@ -298,14 +291,7 @@ func TestSubsamplePointwiseKeepsResults(t *testing.T) {
 		}
 		g.Output(outs...)
 		g.Output(grads...)
-		if err := g.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		model, err := g.Marshal(ModelInfo{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return testutil.RunFloat32(t, model, shapes, feeds), g
+		return validateAndRun(t, g, shapes, feeds), g
 	}
 	want, _ := run(false)
 	got, rewritten := run(true)
@@ -326,4 +312,18 @@ func TestSubsamplePointwiseKeepsResults(t *testing.T) {
 	if strided != 3 || matmuls != 2 {
 		t.Errorf("after the rewrite: %d strided forward Convs, %d subsample MatMuls; want 3 and 2", strided, matmuls)
 	}
+}
+
+// validateAndRun checks g, serializes it and runs it in ONNX Runtime on
+// feeds of the given shapes, returning every output.
+func validateAndRun(t *testing.T, g *Graph, shapes [][]int64, feeds [][]float32) [][]float32 {
+	t.Helper()
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	model, err := g.Marshal(ModelInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testutil.RunFloat32(t, model, shapes, feeds)
 }
