@@ -3,6 +3,7 @@ package graphgen
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -441,5 +442,34 @@ func TestGradientRulesMatchPyTorch(t *testing.T) {
 	sort.Strings(missing)
 	if len(missing) > 0 {
 		t.Errorf("gradient rules without a test case: %v", missing)
+	}
+}
+
+// TestReluMaskThreshold pins the float32 ReLU gradient's mask
+// (HardSigmoid with alpha the largest float, gradRelu) where it matters:
+// dY passes whole from the smallest normal float up to the largest, and
+// from 1/alpha = 2.94e-39 in the subnormals, is stopped at 0 and for
+// negative inputs, and only below 2.94e-39 is scaled, as documented.
+func TestReluMaskThreshold(t *testing.T) {
+	testutil.InitORT(t)
+	xs := []float32{-1, 0, 2.95e-39, math.SmallestNonzeroFloat32 * (1 << 23), 1, math.MaxFloat32, 1e-39}
+	want := []float32{0, 0, 1, 1, 1, 1, float32(float64(float32(1e-39)) * math.MaxFloat32)}
+	g := New("relu_mask", DefaultOpset)
+	x := g.Input("x", Float, S(int64(len(xs))))
+	y := g.Relu(x)
+	grads, err := g.Gradients(g.ReduceSum(y, nil, false), []*Value{x}, g.Scalar(Float, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Output(grads...)
+	model, err := g.Marshal(ModelInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := testutil.RunFloat32(t, model, [][]int64{{int64(len(xs))}}, [][]float32{xs})[0]
+	for i := range xs {
+		if math.Abs(float64(got[i]-want[i])) > 1e-6 {
+			t.Errorf("x = %g: gradient %g, want %g", xs[i], got[i], want[i])
+		}
 	}
 }
