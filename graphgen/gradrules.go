@@ -385,9 +385,10 @@ func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, err
 // BenchmarkKernelReluGrad; docs/benchmarks.md). Only a subnormal output
 // below 2.9e-39, which a ReLU after BatchNorm's affine map reaches only by
 // cancelling to within 1e-38 without reaching 0, gets a fraction of dY
-// where PyTorch passes all of it. Other types (ONNX Runtime's CPU
-// HardSigmoid is float32 only, and float16's largest value would make the
-// threshold a normal number) keep Cast(y > 0). Where with a broadcast zero
+// where PyTorch passes all of it. Other types keep Cast(y > 0): ONNX
+// Runtime's CPU HardSigmoid is float32 only, and with float16's largest
+// value as alpha every output below 1.5e-5, a range float16 activations
+// do reach, would get a fraction of dY. Where with a broadcast zero
 // is slower than either. Mul differs from a selection only where dY is not
 // finite and the mask is 0 (NaN instead of 0), which can only make the
 // step's all-finite check stricter: an overflowing fp16 step is skipped

@@ -164,9 +164,10 @@ func (g *Graph) LowerBatchStats() error {
 // Runtime the strided ConvTranspose that was the input gradient ran at 35
 // to 99 GMAC/s, its weight gradient's strided Slice on one thread
 // (docs/benchmarks.md). The one-hot products are exact: each output is
-// one input times 1 plus zeros (a non-finite input gives NaN where it
-// would give 0, which only makes a step's all-finite check stricter).
-// Convolutions the rewrite does not fit are left as they are.
+// one input times 1 plus zeros. A non-finite value makes its whole row of
+// the product NaN (Inf or NaN times 0), forward and backward, which only
+// makes a step's all-finite check stricter. Convolutions the rewrite does
+// not fit, and float16 ones (below), are left as they are.
 func (g *Graph) SubsamplePointwise() error {
 	if g.err != nil {
 		return g.err
@@ -217,7 +218,13 @@ func subsampleKey(n *Node) (plane, strides []int64, ok bool) {
 		return nil, nil, false
 	}
 	x, w := n.Inputs[0], n.Inputs[1]
-	if x.Shape.Rank() != 4 || !x.Shape.Static() || !w.Shape.Static() || w.Shape[2].Size != 1 || w.Shape[3].Size != 1 ||
+	// Float32 only. ONNX Runtime's CPU provider runs a float16 step's
+	// convolutions through Casts in float32, but not a float16 MatMul; with
+	// the subsample the FP16 step of the original ResNet-50 moved from
+	// within 7e-4 of the FP32 step to 0.27 apart on some parameters
+	// (TestFP16StepNearFP32; where inside ONNX Runtime the float16
+	// rounding enters was not isolated).
+	if x.DType != Float || x.Shape.Rank() != 4 || !x.Shape.Static() || !w.Shape.Static() || w.Shape[2].Size != 1 || w.Shape[3].Size != 1 ||
 		n.Str("auto_pad", "NOTSET") != "NOTSET" {
 		return nil, nil, false
 	}
