@@ -462,11 +462,7 @@ func TestReluMaskThreshold(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.Output(grads...)
-	model, err := g.Marshal(ModelInfo{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := testutil.RunFloat32(t, model, [][]int64{{int64(len(xs))}}, [][]float32{xs})[0]
+	got := validateAndRun(t, g, [][]int64{{int64(len(xs))}}, [][]float32{xs})[0]
 	for i := range xs {
 		if math.Abs(float64(got[i]-want[i])) > 1e-6 {
 			t.Errorf("x = %g: gradient %g, want %g", xs[i], got[i], want[i])

@@ -53,17 +53,6 @@ func (g *Graph) LowerBatchStats() error {
 		return g.err
 	}
 	before := map[*Node][]*Node{} // node -> nodes to insert before it
-	// build runs f with the builder and returns the nodes it appended,
-	// taking them out of g.Nodes (they go into before).
-	build := func(scope string, f func()) []*Node {
-		start := len(g.Nodes)
-		prev := g.SetScope(scope)
-		f()
-		g.SetScope(prev)
-		added := append([]*Node{}, g.Nodes[start:]...)
-		g.Nodes = g.Nodes[:start]
-		return added
-	}
 	protected := map[*Value]bool{}
 	for _, o := range g.Outputs {
 		protected[o] = true
@@ -95,7 +84,7 @@ func (g *Graph) LowerBatchStats() error {
 		// The Conv moves to just before the Sub, its only reader, where
 		// the shift (computed after the Conv, by BatchNormBatchStats) is
 		// defined: the negated shift, then the Conv.
-		before[s] = append(before[s], build("lowered/"+c.Name, func() { bias = g.Neg(shift) })...)
+		before[s] = append(before[s], g.detached("lowered/"+c.Name, func() { bias = g.Neg(shift) })...)
 		if g.err != nil {
 			return fmt.Errorf("lower batch stats: %w", g.err)
 		}
@@ -116,7 +105,7 @@ func (g *Graph) LowerBatchStats() error {
 		}
 		xs, scale, bias, m, variance := n.Inputs[0], n.Inputs[1], n.Inputs[2], n.Inputs[3], n.Inputs[4]
 		var y *Value
-		added := build("lowered/"+n.Name, func() {
+		added := g.detached("lowered/"+n.Name, func() {
 			eps := g.Scalar(variance.DType, float64(n.Float("epsilon", 1e-5)))
 			a := g.Mul(scale, g.Reciprocal(g.Sqrt(g.Add(variance, eps))))
 			y = g.depthwiseAffine(xs, a, g.Sub(bias, g.Mul(m, a)))
@@ -179,23 +168,18 @@ func (g *Graph) SubsamplePointwise() error {
 	subs := map[key]*Value{}
 	nodes := make([]*Node, 0, len(g.Nodes))
 	for _, n := range g.Nodes {
-		sub, k, ok := subsampleKey(n)
+		s, ok := subsampleStrides(n)
 		if !ok {
 			nodes = append(nodes, n)
 			continue
 		}
-		kk := key{n.Inputs[0], k[0], k[1]}
+		kk := key{n.Inputs[0], s[0], s[1]}
 		xs := subs[kk]
 		if xs == nil {
-			start := len(g.Nodes)
-			prev := g.SetScope("subsample/" + n.Name)
-			xs = g.subsample(n.Inputs[0], k[0], k[1], sub)
-			g.SetScope(prev)
+			nodes = append(nodes, g.detached("subsample/"+n.Name, func() { xs = g.subsample(n.Inputs[0], s[0], s[1]) })...)
 			if g.err != nil {
 				return fmt.Errorf("subsample %s: %w", n.Name, g.err)
 			}
-			nodes = append(nodes, g.Nodes[start:]...)
-			g.Nodes = g.Nodes[:start]
 			subs[kk] = xs
 		}
 		n.Inputs = append([]*Value{xs}, n.Inputs[1:]...)
@@ -211,11 +195,11 @@ func (g *Graph) SubsamplePointwise() error {
 	return nil
 }
 
-// subsampleKey says whether SubsamplePointwise rewrites n, and returns the
-// subsample's output plane and the strides.
-func subsampleKey(n *Node) (plane, strides []int64, ok bool) {
+// subsampleStrides says whether SubsamplePointwise rewrites n, and returns
+// its strides.
+func subsampleStrides(n *Node) (strides []int64, ok bool) {
 	if n.Op != "Conv" || len(n.Inputs) < 2 || n.Role != "" {
-		return nil, nil, false
+		return nil, false
 	}
 	x, w := n.Inputs[0], n.Inputs[1]
 	// Float32 only. ONNX Runtime's CPU provider runs a float16 step's
@@ -226,35 +210,44 @@ func subsampleKey(n *Node) (plane, strides []int64, ok bool) {
 	// rounding enters was not isolated).
 	if x.DType != Float || x.Shape.Rank() != 4 || !x.Shape.Static() || !w.Shape.Static() || w.Shape[2].Size != 1 || w.Shape[3].Size != 1 ||
 		n.Str("auto_pad", "NOTSET") != "NOTSET" {
-		return nil, nil, false
+		return nil, false
 	}
 	for _, p := range n.Ints("pads") {
 		if p != 0 {
-			return nil, nil, false
+			return nil, false
 		}
 	}
 	s := n.Ints("strides")
-	if len(s) != 2 || s[0] < 1 || s[1] < 1 || s[0]*s[1] == 1 {
-		return nil, nil, false
+	if len(s) != 2 || s[0] < 1 || s[1] < 1 || s[0]*s[1] == 1 || x.Shape[2].Size%s[0] != 0 {
+		return nil, false
 	}
-	h, wd := x.Shape[2].Size, x.Shape[3].Size
-	if h%s[0] != 0 {
-		return nil, nil, false
-	}
-	return []int64{h / s[0], (wd-1)/s[1] + 1}, s, true
+	return s, true
 }
 
-// subsample is x[:, :, ::sh, ::sw] for a 4-D x whose height sh divides, as
-// Reshape, MatMul by a one-hot matrix, Reshape (see SubsamplePointwise).
-func (g *Graph) subsample(x *Value, sh, sw int64, plane []int64) *Value {
-	n, c, w := x.Shape[0].Size, x.Shape[1].Size, x.Shape[3].Size
-	ho, wo := plane[0], plane[1]
+// subsample is x[:, :, ::sh, ::sw] for a static 4-D x whose height sh
+// divides, as Reshape, MatMul by a one-hot matrix, Reshape (see
+// SubsamplePointwise).
+func (g *Graph) subsample(x *Value, sh, sw int64) *Value {
+	n, c, h, w := x.Shape[0].Size, x.Shape[1].Size, x.Shape[2].Size, x.Shape[3].Size
+	ho, wo := h/sh, (w-1)/sw+1
 	pick := FilledTensor(x.DType, []int64{sh * w, wo}, 0)
 	for j := int64(0); j < wo; j++ {
 		pick.set(j*sw*wo+j, 1)
 	}
 	rows := g.Reshape(x, n*c*ho, sh*w)
 	return g.Reshape(g.MatMul(rows, g.Const(pick)), n, c, ho, wo)
+}
+
+// detached runs f with the builder in scope and returns the nodes it
+// appended, taking them out of g.Nodes for the caller to place.
+func (g *Graph) detached(scope string, f func()) []*Node {
+	start := len(g.Nodes)
+	prev := g.SetScope(scope)
+	f()
+	g.SetScope(prev)
+	added := append([]*Node{}, g.Nodes[start:]...)
+	g.Nodes = g.Nodes[:start]
+	return added
 }
 
 // dependsOn says whether v is computed from target.
