@@ -73,6 +73,15 @@ func (g *Graph) Model(info ModelInfo) (*onnxpb.ModelProto, error) {
 		OpsetImport:  []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(g.Opset)}},
 		Graph:        gp,
 	}
+	// Operators of other domains (ONNX Runtime's contrib operators) are
+	// imported at version 1, the only version those domains have.
+	seen := map[string]bool{"": true}
+	for _, n := range g.Nodes {
+		if !seen[n.Domain] {
+			seen[n.Domain] = true
+			m.OpsetImport = append(m.OpsetImport, &onnxpb.OperatorSetIdProto{Domain: proto.String(n.Domain), Version: proto.Int64(1)})
+		}
+	}
 	if info.ProducerVersion != "" {
 		m.ProducerVersion = proto.String(info.ProducerVersion)
 	}

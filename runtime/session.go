@@ -396,6 +396,25 @@ func (s *Session) Run(inputs, outputs []*Tensor) ([]*Tensor, error) {
 	return res, nil
 }
 
+// RunFirstFloat32 runs the session with ONNX Runtime allocating every
+// output and returns a copy of the first one's float32 values, releasing
+// the outputs.
+func (s *Session) RunFirstFloat32(inputs []*Tensor) ([]float32, error) {
+	outs, err := s.Run(inputs, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, o := range outs {
+			o.Destroy()
+		}
+	}()
+	if len(outs) == 0 {
+		return nil, errors.New("run: the session has no outputs")
+	}
+	return append([]float32{}, outs[0].Float32s()...), nil
+}
+
 func wrap(v ort.Value) (*Tensor, error) {
 	switch t := v.(type) {
 	case *ort.Tensor[float32]:

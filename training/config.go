@@ -47,12 +47,16 @@ type Config struct {
 	// student's step (see docs/benchmarks.md for whether that pays).
 	TeacherOverlap bool   `json:"teacher_overlap"`
 	Device         string `json:"device"`
-	Threads        int    `json:"threads"`
-	Workers        int    `json:"workers"`
-	Seed           uint64 `json:"seed"`
-	Opset          int64  `json:"opset"`
-	KeepLast       int    `json:"keep_last"` // epoch checkpoints kept besides last and best
-	Recipe         string `json:"recipe"`
+	// PlainConv keeps ONNX Runtime's plain convolutions on the CPU: the
+	// portable step graph, without the blocked 3x3 kernels
+	// (StepOptions.NchwcBlock).
+	PlainConv bool   `json:"plain_conv,omitempty"`
+	Threads   int    `json:"threads"`
+	Workers   int    `json:"workers"`
+	Seed      uint64 `json:"seed"`
+	Opset     int64  `json:"opset"`
+	KeepLast  int    `json:"keep_last"` // epoch checkpoints kept besides last and best
+	Recipe    string `json:"recipe"`
 }
 
 // DefaultConfig is a plain run: the paper's baseline optimizer settings.
@@ -78,6 +82,7 @@ func (c *Config) ApplyRecipe(name string) error {
 	*c = base
 	c.Data, c.Out, c.Model, c.ImageSize, c.Epochs, c.BatchSize = keep.Data, keep.Out, keep.Model, keep.ImageSize, keep.Epochs, keep.BatchSize
 	c.Device, c.Threads, c.Workers, c.Seed, c.Teacher, c.Opset, c.KeepLast, c.BadLimit = keep.Device, keep.Threads, keep.Workers, keep.Seed, keep.Teacher, keep.Opset, keep.KeepLast, keep.BadLimit
+	c.PlainConv = keep.PlainConv
 	c.Recipe = name
 	switch name {
 	case "baseline":

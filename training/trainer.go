@@ -83,7 +83,13 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	}
 	mo := models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Batch: c.BatchSize,
 		Seed: c.Seed, ZeroGamma: c.ZeroGamma, Opset: c.Opset}
-	t.step, err = BuildStep(StepOptions{Model: mo, Distill: c.Teacher != "", NoBiasDecay: c.NoBiasDecay, FP16: c.FP16})
+	so := StepOptions{Model: mo, Distill: c.Teacher != "", NoBiasDecay: c.NoBiasDecay, FP16: c.FP16}
+	if k := rt.Provider.Kind; (k == "" || k == "cpu") && !c.FP16 && !c.PlainConv {
+		// On the CPU, the blocked convolutions when this ONNX Runtime has
+		// them (NchwcBlock's probe); otherwise the portable step.
+		so.NchwcBlock, _ = NchwcBlock(rt)
+	}
+	t.step, err = BuildStep(so)
 	if err != nil {
 		return err
 	}

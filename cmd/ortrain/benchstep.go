@@ -25,6 +25,7 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	fp16 := fs.Bool("fp16", false, "mixed-precision step")
 	profile := fs.String("profile", "", "write an ONNX Runtime profile with this file-name prefix")
 	noArena := fs.Bool("no-arena", false, "turn off ONNX Runtime's CPU memory arena")
+	plainConv := fs.Bool("plain-conv", false, "on the CPU, keep ONNX Runtime's plain convolutions: the portable step graph, without its blocked (NCHWc) 3x3 kernels")
 	turnIn := fs.String("turn-in", "", "lockstep with another process (benchmarks): before each step, wait for a byte on this FIFO")
 	turnOut := fs.String("turn-out", "", "lockstep: after each step, write a byte to this FIFO")
 	rt := addRuntimeFlags(fs)
@@ -54,10 +55,14 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	}
 	opts.ProfilePrefix = *profile
 	opts.DisableCPUArena = *noArena
-	step, err := training.BuildStep(training.StepOptions{
+	so := training.StepOptions{
 		Model: models.Options{Name: *model, Classes: *classes, ImageSize: *size, Batch: *batch, ZeroGamma: true},
 		FP16:  *fp16, NoBiasDecay: true,
-	})
+	}
+	if k := opts.Provider.Kind; !*plainConv && !*fp16 && (k == "" || k == "cpu") {
+		so.NchwcBlock, _ = training.NchwcBlock(opts)
+	}
+	step, err := training.BuildStep(so)
 	if err != nil {
 		return usageError{err}
 	}
@@ -102,6 +107,9 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	kind := "fp32"
 	if *fp16 {
 		kind = "fp16"
+	}
+	if so.NchwcBlock > 0 {
+		kind += fmt.Sprintf(", blocked 3x3 convolutions (NCHWc, block %d)", so.NchwcBlock)
 	}
 	fmt.Fprintf(stdout, "ortrain train step (ONNX Runtime %s, %s): %s batch %d at %d, %d steps: %.2f steps/s, %.1f img/s, median %.0f ms/step, peak RSS %s\n",
 		strings.TrimSpace(rtVersion()), kind, *model, *batch, *size, len(times), float64(len(times))/total,

@@ -139,16 +139,7 @@ func (c *classifier) run(images []float32, n int) ([]float32, error) {
 		return nil, err
 	}
 	defer in.Destroy()
-	outs, err := c.sess.Run([]*runtime.Tensor{in}, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		for _, o := range outs {
-			o.Destroy()
-		}
-	}()
-	return append([]float32{}, outs[0].Float32s()...), nil
+	return c.sess.RunFirstFloat32([]*runtime.Tensor{in})
 }
 
 func softmax(z []float32) []float64 {

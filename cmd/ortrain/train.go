@@ -88,6 +88,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.SmoothingRule, "smoothing-rule", cfg.SmoothingRule, "paper (eps/(K-1) off target) or uniform (eps/K, PyTorch's)")
 	fs.Float64Var(&cfg.MixupAlpha, "mixup-alpha", cfg.MixupAlpha, "mixup Beta(alpha, alpha); 0 turns mixup off")
 	fs.BoolVar(&cfg.FP16, "fp16", cfg.FP16, "mixed precision: float16 compute, float32 master weights, dynamic loss scaling")
+	fs.BoolVar(&cfg.PlainConv, "plain-conv", cfg.PlainConv, "on the CPU, keep ONNX Runtime's plain convolutions: the portable step graph, without its blocked (NCHWc) 3x3 kernels (slower)")
 	fs.StringVar(&cfg.Teacher, "teacher", cfg.Teacher, "distill from this ONNX classifier (frozen)")
 	fs.Float64Var(&cfg.KDTemperature, "kd-temperature", cfg.KDTemperature, "distillation temperature T")
 	fs.Float64Var(&cfg.KDHardWeight, "kd-hard-weight", cfg.KDHardWeight, "weight of the hard loss; the soft one gets 1 minus it")
@@ -107,7 +108,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		// Where and how it runs may change; what it computes may not.
 		allowed := map[string]bool{"resume": true, "device": true, "threads": true, "workers": true, "ort-lib": true, "opt-level": true,
 			"allow-cpu-fallback": true, "teacher-device": true, "teacher-threads": true,
-			"parallel": true, "inter-threads": true, "ort-config": true}
+			"parallel": true, "inter-threads": true, "ort-config": true, "plain-conv": true}
 		var changed []string
 		fs.Visit(func(f *pflag.Flag) {
 			if !allowed[f.Name] {
@@ -121,10 +122,13 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		workers := cfg.Workers
+		workers, plain := cfg.Workers, cfg.PlainConv
 		cfg = *saved
 		if fs.Changed("workers") {
 			cfg.Workers = workers
+		}
+		if fs.Changed("plain-conv") {
+			cfg.PlainConv = plain
 		}
 		cfg.Out = *resume
 	}

@@ -1,0 +1,161 @@
+package graphgen
+
+import "fmt"
+
+// NchwcDomain is the operator domain of ONNX Runtime's CPU kernels on
+// channel-blocked tensors (NCHWc: channels split into blocks of 8 or 16,
+// the block innermost). ONNX Runtime registers them on x86-64 CPUs (block
+// 16 with AVX-512, else 8), outside minimal builds; no other execution
+// provider has them.
+const NchwcDomain = "com.microsoft.nchwc"
+
+// nchwcMinPlane is the smallest output plane (H*W) whose convolutions
+// LowerNchwc rewrites. BenchmarkKernelNchwcConv (docs/benchmarks.md): with
+// the reorders in and out and the weight's counted, the blocked 3x3
+// convolution takes 20 to 33% less time than ONNX Runtime's Conv on 56x56,
+// 28x28 and 14x14 planes, stride 1 and 2, and the 7x7 stride-2 stem on the
+// 3-channel images 22% less. On 7x7 planes (512 channels) the convolution
+// itself gains 4.5 ms in the ResNet-50 step but reordering its 512x512x3x3
+// weight costs 4 ms, so they are left alone; pointwise convolutions do not
+// gain at any plane (the reorders cost what the kernel saves).
+const nchwcMinPlane = 14 * 14
+
+// nchwcMaxKernel bounds the kernels LowerNchwc rewrites, so that the large
+// "kernels" of convolutions over transposed tensors (weight gradients) keep
+// ONNX Runtime's Conv.
+const nchwcMaxKernel = 7
+
+// LowerNchwc rewrites a finished graph for ONNX Runtime's CPU provider
+// only: every float32 2-D convolution with a kernel between 2x2 and 7x7,
+// one group, no dilation, output channels a multiple of block, input
+// channels a multiple of block or fewer than one block, and an output plane
+// of at least 14x14, whose weight is not a constant, becomes ONNX Runtime's
+// blocked convolution (NchwcDomain): ReorderInput of x (an input with fewer
+// channels than a block, such as the images, is read as it is), the weight
+// reordered by Reshape and Transpose to the blocked filter layout, the
+// blocked Conv, and ReorderOutput back to NCHW under the old output's
+// name. The values are those of the Conv up to float32 rounding (the sums
+// run in another order).
+//
+// Why: ONNX Runtime applies this layout itself (its NCHWc transformer) only
+// to convolutions whose weights are constant initializers, since it
+// reorders them once at load; a training step's weights are inputs, so its
+// convolutions run as im2col and GEMM, 1.3 to 2 times as long as oneDNN's
+// direct convolutions in PyTorch on the Intel machine of
+// docs/benchmarks.md.
+//
+// block must be the block size of the ONNX Runtime that will run the graph
+// (its MLAS library picks 16 with AVX-512, 8 with AVX2); a wrong one gives
+// wrong values, which is why callers take it from a probe that compares
+// both against the plain Conv (training.NchwcBlock). The result runs only
+// on the CPU provider: it is for sessions, never for exported files.
+func (g *Graph) LowerNchwc(block int64) error {
+	if g.err != nil {
+		return g.err
+	}
+	if block < 2 {
+		return fmt.Errorf("lower nchwc: block size %d, want at least 2", block)
+	}
+	before := map[*Node][]*Node{}
+	after := map[*Node][]*Node{}
+	reordered := map[*Value]*Value{} // input -> its ReorderInput, shared by the convolutions that read it
+	for _, n := range g.Nodes {
+		if !g.nchwcFits(n, block) {
+			continue
+		}
+		x, w, y := n.Inputs[0], n.Inputs[1], n.Outputs[0]
+		// Inputs with fewer channels than a block (an image) stay NCHW and
+		// take the filter blocked by output channel only.
+		nchw := x.Shape[1].Size < block
+		var wb *Value
+		before[n] = g.detached("nchwc/"+n.Name, func() {
+			if nchw {
+				wb = blockedFilterOut(g, w, block)
+				return
+			}
+			if reordered[x] == nil {
+				reordered[x] = g.Op1("ReorderInput", []*Value{x}, Attrs{})
+				reordered[x].Producer.Domain = NchwcDomain
+			}
+			wb = blockedFilter(g, w, block)
+		})
+		if g.err != nil {
+			return fmt.Errorf("lower nchwc: %w", g.err)
+		}
+		// The first convolution to read x placed its ReorderInput (made in
+		// its detached nodes); the later ones reuse it.
+		xb := x
+		if !nchw {
+			xb = reordered[x]
+		}
+		yb := &Value{Name: g.uniqueName(y.Name + ":nchwc"), DType: y.DType, Shape: y.Shape.Clone(), Producer: n}
+		after[n] = g.detached("nchwc/"+n.Name, func() {
+			o := g.Op1("ReorderOutput", []*Value{yb}, Attrs{"channels": y.Shape[1].Size})
+			ro := o.Producer
+			ro.Domain = NchwcDomain
+			ro.Outputs = []*Value{y}
+			y.Producer = ro
+		})
+		if g.err != nil {
+			return fmt.Errorf("lower nchwc: %w", g.err)
+		}
+		n.Inputs = append([]*Value{xb, wb}, n.Inputs[2:]...)
+		n.Outputs = []*Value{yb}
+		n.Domain = NchwcDomain
+		n.Role = RoleLowered
+	}
+	nodes := make([]*Node, 0, len(g.Nodes)+4*len(after))
+	for _, n := range g.Nodes {
+		nodes = append(nodes, before[n]...)
+		nodes = append(nodes, n)
+		nodes = append(nodes, after[n]...)
+	}
+	g.Nodes = nodes
+	return nil
+}
+
+// nchwcFits says whether LowerNchwc rewrites n.
+func (g *Graph) nchwcFits(n *Node, block int64) bool {
+	if n.Op != "Conv" || n.Domain != "" || len(n.Inputs) < 2 || len(n.Inputs) > 3 || len(n.Outputs) != 1 {
+		return false
+	}
+	x, w, y := n.Inputs[0], n.Inputs[1], n.Outputs[0]
+	if x == nil || w == nil || x.DType != Float || w.DType != Float ||
+		x.Shape.Rank() != 4 || !x.Shape.Static() || !w.Shape.Static() || w.Shape.Rank() != 4 || !y.Shape.Static() {
+		return false
+	}
+	if _, isConst := g.inits[w.Name]; isConst || n.Int("group", 1) != 1 {
+		return false
+	}
+	if ap, ok := n.Attrs["auto_pad"]; ok && ap != "NOTSET" {
+		return false
+	}
+	for _, d := range n.Ints("dilations") {
+		if d != 1 {
+			return false
+		}
+	}
+	ci, co, kh, kw := w.Shape[1].Size, w.Shape[0].Size, w.Shape[2].Size, w.Shape[3].Size
+	return x.Shape[1].Size == ci && (ci%block == 0 || ci < block) && co%block == 0 &&
+		kh*kw > 1 && kh <= nchwcMaxKernel && kw <= nchwcMaxKernel &&
+		y.Shape[2].Size*y.Shape[3].Size >= nchwcMinPlane
+}
+
+// blockedFilter is the weight w (O, I, kh, kw) in ONNX Runtime's blocked
+// filter layout for NCHWc inputs, (O/b, I/b, kh, kw, b_in, b_out) flat,
+// under w's shape: blockedFilterOut's layout with the taps then moved
+// before b_in. Two Transposes that each move one axis run on ONNX Runtime's
+// fast paths: 1.5 ms at 256x256x3x3 where one six-axis Transpose takes 3.1.
+func blockedFilter(g *Graph, w *Value, b int64) *Value {
+	o, i, kh, kw := w.Shape[0].Size, w.Shape[1].Size, w.Shape[2].Size, w.Shape[3].Size
+	t := g.Reshape(blockedFilterOut(g, w, b), (o/b)*(i/b), b, kh*kw, b)
+	return g.Reshape(g.Transpose(t, 0, 2, 1, 3), o, i, kh, kw)
+}
+
+// blockedFilterOut is w (O, I, kh, kw) in the blocked filter layout for
+// NCHW inputs, (O/b, I, kh, kw, b_out) flat, under w's shape.
+func blockedFilterOut(g *Graph, w *Value, b int64) *Value {
+	o, i, kh, kw := w.Shape[0].Size, w.Shape[1].Size, w.Shape[2].Size, w.Shape[3].Size
+	t := g.Transpose(g.Reshape(w, o/b, b, i*kh*kw), 0, 2, 1)
+	return g.Reshape(t, o, i, kh, kw)
+}

@@ -1,0 +1,99 @@
+package training
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/ortrain/ortrain/graphgen"
+	"github.com/ortrain/ortrain/runtime"
+)
+
+// NchwcBlock finds the block size of ONNX Runtime's blocked (NCHWc) CPU
+// convolutions in the loaded library, for StepOptions.NchwcBlock: it runs a
+// small 3x3 convolution as ONNX Runtime's Conv and lowered with each
+// candidate block size (16, the AVX-512 one, then 8, the AVX2 one) and
+// returns the first whose values match, or 0 with the reason when none does
+// (a CPU without either, or a library without the kernels): the step then
+// stays the portable graph. Probing instead of reading CPU flags means a
+// wrong guess cannot give a wrong step. It takes a few milliseconds.
+// Only the thread count of rt is used; the probe always runs on the CPU.
+func NchwcBlock(rt runtime.Options) (int64, error) {
+	var reasons []error
+	for _, block := range []int64{16, 8} {
+		ok, err := nchwcMatches(block, rt.IntraOpThreads)
+		if ok {
+			return block, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("block %d: blocked convolution differs from Conv", block)
+		}
+		reasons = append(reasons, err)
+	}
+	return 0, fmt.Errorf("no NCHWc block size: %v", reasons)
+}
+
+// nchwcMatches runs Conv and its LowerNchwc form on the same inputs.
+func nchwcMatches(block int64, threads int) (bool, error) {
+	const n, c, hw = 1, 32, 14
+	g := graphgen.New("nchwc_probe", graphgen.DefaultOpset)
+	x := g.Input("x", graphgen.Float, graphgen.S(n, c, hw, hw))
+	w := g.Input("w", graphgen.Float, graphgen.S(c, c, 3, 3))
+	o := graphgen.ConvOpts{Pads: []int64{1, 1, 1, 1}}
+	g.Output(g.Conv(x, w, nil, o))
+	plain, err := g.Marshal(graphgen.ModelInfo{})
+	if err != nil {
+		return false, err
+	}
+	if err := g.LowerNchwc(block); err != nil {
+		return false, err
+	}
+	lowered, err := g.Marshal(graphgen.ModelInfo{})
+	if err != nil {
+		return false, err
+	}
+	xs := make([]float32, n*c*hw*hw)
+	ws := make([]float32, c*c*9)
+	for i := range xs {
+		xs[i] = float32(math.Sin(float64(i)*0.37)) + 0.1
+	}
+	for i := range ws {
+		ws[i] = float32(math.Cos(float64(i) * 0.91))
+	}
+	want, err := runOnce(plain, threads, [][]int64{{n, c, hw, hw}, {c, c, 3, 3}}, [][]float32{xs, ws})
+	if err != nil {
+		return false, err
+	}
+	got, err := runOnce(lowered, threads, [][]int64{{n, c, hw, hw}, {c, c, 3, 3}}, [][]float32{xs, ws})
+	if err != nil {
+		return false, fmt.Errorf("block %d: %w", block, err)
+	}
+	scale := 0.0
+	for _, v := range want {
+		scale = math.Max(scale, math.Abs(float64(v)))
+	}
+	for i := range want {
+		if math.Abs(float64(got[i]-want[i])) > 1e-5*scale {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// runOnce runs a float32 model once on the CPU and returns its first output.
+func runOnce(model []byte, threads int, shapes [][]int64, feeds [][]float32) ([]float32, error) {
+	sess, err := runtime.NewSession(model, nil, nil, runtime.Options{IntraOpThreads: threads})
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Destroy()
+	var ins []*runtime.Tensor
+	for i, s := range shapes {
+		t, err := runtime.NewFloat32(s, feeds[i])
+		if err != nil {
+			return nil, err
+		}
+		defer t.Destroy()
+		ins = append(ins, t)
+	}
+	return sess.RunFirstFloat32(ins)
+}
