@@ -416,8 +416,10 @@ func BenchmarkKernelNchwcConv(b *testing.B) {
 					if blocked {
 						// Lowered by hand: LowerNchwc leaves the planes
 						// it would not gain on alone.
-						xb, wb := in[0], blockedFilterOut(g, in[1], 16)
-						if p.ci >= 16 {
+						var xb, wb *Value
+						if p.ci < 16 {
+							xb, wb = in[0], blockedFilterOut(g, in[1], 16)
+						} else {
 							xb = g.Op1("ReorderInput", []*Value{in[0]}, Attrs{})
 							xb.Producer.Domain = NchwcDomain
 							wb = blockedFilter(g, in[1], 16)

@@ -14,10 +14,12 @@ const NchwcDomain = "com.microsoft.nchwc"
 // the reorders in and out and the weight's counted, the blocked 3x3
 // convolution takes 20 to 33% less time than ONNX Runtime's Conv on 56x56,
 // 28x28 and 14x14 planes, stride 1 and 2, and the 7x7 stride-2 stem on the
-// 3-channel images 22% less. On 7x7 planes (512 channels) the convolution
-// itself gains 4.5 ms in the ResNet-50 step but reordering its 512x512x3x3
-// weight costs 4 ms, so they are left alone; pointwise convolutions do not
-// gain at any plane (the reorders cost what the kernel saves).
+// 3-channel images 22% less. On 7x7 planes (512 channels) the benchmark
+// shows 12% less, but in the ResNet-50 step, where the plain Conv takes 17
+// ms rather than the 20 it takes alone, the blocked one gained 4.5 ms and
+// reordering its 512x512x3x3 weight cost 4 (profiles, docs/benchmarks.md),
+// so they are left alone; pointwise convolutions do not gain at any plane
+// (the reorders cost what the kernel saves).
 const nchwcMinPlane = 14 * 14
 
 // nchwcMaxKernel bounds the kernels LowerNchwc rewrites, so that the large
@@ -26,7 +28,8 @@ const nchwcMinPlane = 14 * 14
 const nchwcMaxKernel = 7
 
 // LowerNchwc rewrites a finished graph for ONNX Runtime's CPU provider
-// only: every float32 2-D convolution with a kernel between 2x2 and 7x7,
+// only: every float32 2-D convolution with a kernel of more than one tap
+// and at most 7 on a side,
 // one group, no dilation, output channels a multiple of block, input
 // channels a multiple of block or fewer than one block, and an output plane
 // of at least 14x14, whose weight is not a constant, becomes ONNX Runtime's

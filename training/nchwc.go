@@ -71,8 +71,11 @@ func nchwcMatches(block int64, threads int) (bool, error) {
 	for _, v := range want {
 		scale = math.Max(scale, math.Abs(float64(v)))
 	}
+	if len(got) != len(want) || scale == 0 || math.IsNaN(scale) {
+		return false, nil
+	}
 	for i := range want {
-		if math.Abs(float64(got[i]-want[i])) > 1e-5*scale {
+		if !(math.Abs(float64(got[i]-want[i])) <= 1e-5*scale) { // NaN fails too
 			return false, nil
 		}
 	}

@@ -84,10 +84,18 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	mo := models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Batch: c.BatchSize,
 		Seed: c.Seed, ZeroGamma: c.ZeroGamma, Opset: c.Opset}
 	so := StepOptions{Model: mo, Distill: c.Teacher != "", NoBiasDecay: c.NoBiasDecay, FP16: c.FP16}
+	stepNote := ""
 	if k := rt.Provider.Kind; (k == "" || k == "cpu") && !c.FP16 && !c.PlainConv {
 		// On the CPU, the blocked convolutions when this ONNX Runtime has
 		// them (NchwcBlock's probe); otherwise the portable step.
-		so.NchwcBlock, _ = NchwcBlock(rt)
+		// Said once the whole setup has worked (a failed start prints its
+		// error alone).
+		var perr error
+		if so.NchwcBlock, perr = NchwcBlock(rt); perr != nil {
+			stepNote = fmt.Sprintf("step: plain convolutions (%v)", perr)
+		} else {
+			stepNote = fmt.Sprintf("step: blocked 3x3 convolutions (ONNX Runtime NCHWc, block %d)", so.NchwcBlock)
+		}
 	}
 	t.step, err = BuildStep(so)
 	if err != nil {
@@ -159,6 +167,9 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	stale, _ := filepath.Glob(filepath.Join(CheckpointDir(c.Out), ".*.tmp*"))
 	for _, f := range stale {
 		os.Remove(f)
+	}
+	if stepNote != "" && t.Log != nil {
+		fmt.Fprintln(t.Log, stepNote)
 	}
 	return nil
 }

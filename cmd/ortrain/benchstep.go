@@ -60,7 +60,10 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 		FP16:  *fp16, NoBiasDecay: true,
 	}
 	if k := opts.Provider.Kind; !*plainConv && !*fp16 && (k == "" || k == "cpu") {
-		so.NchwcBlock, _ = training.NchwcBlock(opts)
+		var perr error
+		if so.NchwcBlock, perr = training.NchwcBlock(opts); perr != nil {
+			fmt.Fprintf(stderr, "bench-step: plain convolutions (%v)\n", perr)
+		}
 	}
 	step, err := training.BuildStep(so)
 	if err != nil {
