@@ -48,7 +48,7 @@ const nchwcMaxKernel = 7
 // docs/benchmarks.md.
 //
 // block must be the block size of the ONNX Runtime that will run the graph
-// (its MLAS library picks 16 with AVX-512, 8 with AVX2); a wrong one gives
+// (its MLAS library picks 16 with AVX-512, else 8 on x86-64); a wrong one gives
 // wrong values, which is why callers take it from a probe that compares
 // both against the plain Conv (training.NchwcBlock). The result runs only
 // on the CPU provider: it is for sessions, never for exported files.
