@@ -11,12 +11,12 @@ import (
 // NchwcBlock finds the block size of ONNX Runtime's blocked (NCHWc) CPU
 // convolutions in the loaded library, for StepOptions.NchwcBlock: it runs a
 // small 3x3 convolution as ONNX Runtime's Conv and lowered with each
-// candidate block size (16, the AVX-512 one, then 8, that of other x86-64 CPUs) and
-// returns the first whose values match, or 0 with the reason when none does
-// (a CPU without either, or a library without the kernels): the step then
+// candidate block size (16, the AVX-512 one, then 8, that of other x86-64
+// CPUs) and returns the first whose values match, or 0 with the reason when
+// none does (another CPU, or a library without the kernels): the step then
 // stays the portable graph. Probing instead of reading CPU flags means a
-// wrong guess cannot give a wrong step. It takes a few milliseconds.
-// Only the thread count of rt is used; the probe always runs on the CPU.
+// wrong guess cannot give a wrong step. It takes a few milliseconds. Only
+// the thread count of rt is used; the probe always runs on the CPU.
 func NchwcBlock(rt runtime.Options) (int64, error) {
 	var reasons []error
 	for _, block := range []int64{16, 8} {
