@@ -31,10 +31,14 @@ var ErrInterrupted = errors.New("training interrupted; checkpoint written")
 
 // Trainer runs one training job.
 type Trainer struct {
-	Config  Config
-	Log     io.Writer // configuration, epoch summaries
-	Prog    Progress
-	Teacher Teacher
+	Config Config
+	Log    io.Writer // configuration, epoch summaries
+	// Convolutions says, after Setup, how the step's convolutions run on
+	// the CPU: "blocked (ONNX Runtime NCHWc, block 16)" or "plain (why)";
+	// empty on other providers.
+	Convolutions string
+	Prog         Progress
+	Teacher      Teacher
 	// LoadTeacher, when set and the configuration names a teacher, is called
 	// by Setup with the number of classes in the data, before the run
 	// folder is made, so that a teacher that does not fit fails the start
@@ -84,17 +88,21 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	mo := models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Batch: c.BatchSize,
 		Seed: c.Seed, ZeroGamma: c.ZeroGamma, Opset: c.Opset}
 	so := StepOptions{Model: mo, Distill: c.Teacher != "", NoBiasDecay: c.NoBiasDecay, FP16: c.FP16}
-	stepNote := ""
-	if k := rt.Provider.Kind; (k == "" || k == "cpu") && !c.FP16 && !c.PlainConv {
+	switch k := rt.Provider.Kind; {
+	case k != "" && k != "cpu":
+		t.Convolutions = ""
+	case c.FP16:
+		t.Convolutions = "plain (the float16 step)"
+	case c.PlainConv:
+		t.Convolutions = "plain (--plain-conv)"
+	default:
 		// On the CPU, the blocked convolutions when this ONNX Runtime has
 		// them (NchwcBlock's probe); otherwise the portable step.
-		// Said once the whole setup has worked (a failed start prints its
-		// error alone).
 		var perr error
 		if so.NchwcBlock, perr = NchwcBlock(rt); perr != nil {
-			stepNote = fmt.Sprintf("step: plain convolutions (%v)", perr)
+			t.Convolutions = fmt.Sprintf("plain (%v)", perr)
 		} else {
-			stepNote = fmt.Sprintf("step: blocked 3x3 convolutions (ONNX Runtime NCHWc, block %d)", so.NchwcBlock)
+			t.Convolutions = fmt.Sprintf("blocked (ONNX Runtime NCHWc, block %d)", so.NchwcBlock)
 		}
 	}
 	t.step, err = BuildStep(so)
@@ -168,9 +176,7 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	for _, f := range stale {
 		os.Remove(f)
 	}
-	if stepNote != "" && t.Log != nil {
-		fmt.Fprintln(t.Log, stepNote)
-	}
+
 	return nil
 }
 

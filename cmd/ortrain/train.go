@@ -201,6 +201,9 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	// a refused input is the only line a failed start prints.
 	fmt.Fprintf(stderr, "ortrain train: %s on %s (ONNX Runtime %s)\n", cfg.Model, cfg.Data, rtVersion())
 	cfg.Print(stderr)
+	if tr.Convolutions != "" {
+		fmt.Fprintf(stderr, "  %-16s %s\n", "(convolutions)", tr.Convolutions)
+	}
 	if *resume == "" {
 		if err := training.SaveConfig(&cfg); err != nil {
 			return err
