@@ -4,7 +4,9 @@
 // inference for each of those operators, serialization to an ONNX ModelProto,
 // and reverse-mode automatic differentiation (one gradient rule per operator),
 // with LowerBatchStats, the rewrite of a finished training graph that follows
-// it.
+// it, and LowerNchwc, the one rewrite whose result is for ONNX Runtime's CPU
+// provider alone (its blocked convolutions, an operator domain of its own;
+// every other graph graphgen writes is standard ONNX).
 //
 // It knows nothing of ResNets, training loops or data, and does not depend on
 // ONNX Runtime: models are described by the models package on top of this
