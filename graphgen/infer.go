@@ -17,7 +17,6 @@ func init() {
 	for _, op := range []string{"Relu", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Abs",
 		"Identity", "Sigmoid", "Tanh", "Floor", "Ceil", "Erf", "Softmax", "LogSoftmax", "Sign", "HardSigmoid",
 		"ReorderInput", "ReorderOutput"} { // the last two: NchwcDomain, channels a multiple of the block
-
 		inferRules[op] = inferUnary
 	}
 	for _, op := range []string{"IsInf", "IsNaN", "Not"} {

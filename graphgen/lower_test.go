@@ -63,10 +63,7 @@ func checkLowering(t *testing.T, c lowerCase) {
 	feeds := offsetNormalFeeds(shapes, 3)
 	run := func(lower bool) ([][]float32, *Graph) {
 		g := New("lower", DefaultOpset)
-		var in []*Value
-		for i, s := range shapes {
-			in = append(in, g.Input(string(rune('a'+i)), Float, S(s...)))
-		}
+		in := letteredInputs(g, shapes)
 		p := (c.k - 1) / 2
 		z := g.Conv(in[0], in[1], nil, ConvOpts{Strides: []int64{c.stride, c.stride}, Pads: []int64{p, p, p, p}})
 		var shift *Value
@@ -161,10 +158,7 @@ func TestBatchNormNonFiniteShift(t *testing.T) {
 	feeds := offsetNormalFeeds(shapes, 5)
 	run := func(shift []float32, lower bool) []float32 {
 		g := New("shift", DefaultOpset)
-		var in []*Value
-		for i, s := range shapes {
-			in = append(in, g.Input(string(rune('a'+i)), Float, S(s...)))
-		}
+		in := letteredInputs(g, shapes)
 		z := g.Conv(in[0], in[1], nil, ConvOpts{})
 		y, mean, variance := g.BatchNormBatchStats(z, in[2], in[3], in[4], 1e-5)
 		g.Output(y, g.Identity(mean), variance)
@@ -258,10 +252,7 @@ func TestSubsamplePointwiseKeepsResults(t *testing.T) {
 	feeds := offsetNormalFeeds(shapes, 5)
 	run := func(rewrite bool) ([][]float32, *Graph) {
 		g := New("subsample", DefaultOpset)
-		var in []*Value
-		for i, s := range shapes {
-			in = append(in, g.Input(string(rune('a'+i)), Float, S(s...)))
-		}
+		in := letteredInputs(g, shapes)
 		s22 := ConvOpts{Strides: []int64{2, 2}}
 		outs := []*Value{
 			g.Conv(in[0], in[1], nil, s22),
@@ -326,4 +317,14 @@ func validateAndRun(t *testing.T, g *Graph, shapes [][]int64, feeds [][]float32)
 		t.Fatal(err)
 	}
 	return testutil.RunFloat32(t, model, shapes, feeds)
+}
+
+// letteredInputs declares float32 graph inputs a, b, c, ... of the given
+// shapes.
+func letteredInputs(g *Graph, shapes [][]int64) []*Value {
+	var in []*Value
+	for i, s := range shapes {
+		in = append(in, g.Input(string(rune('a'+i)), Float, S(s...)))
+	}
+	return in
 }

@@ -17,8 +17,11 @@ type Provider struct {
 	Device int
 }
 
+// CPU says whether p is the CPU provider (the zero Provider is).
+func (p Provider) CPU() bool { return p.Kind == "cpu" || p.Kind == "" }
+
 func (p Provider) String() string {
-	if p.Kind == "cpu" || p.Kind == "" {
+	if p.CPU() {
 		return "cpu"
 	}
 	return p.Kind + ":" + strconv.Itoa(p.Device)

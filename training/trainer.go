@@ -31,14 +31,14 @@ var ErrInterrupted = errors.New("training interrupted; checkpoint written")
 
 // Trainer runs one training job.
 type Trainer struct {
-	Config Config
-	Log    io.Writer // configuration, epoch summaries
+	Config  Config
+	Log     io.Writer // configuration, epoch summaries
+	Prog    Progress
+	Teacher Teacher
 	// Convolutions says, after Setup, how the step's convolutions run on
 	// the CPU: "blocked (ONNX Runtime NCHWc, block 16)" or "plain (why)";
 	// empty on other providers.
 	Convolutions string
-	Prog         Progress
-	Teacher      Teacher
 	// LoadTeacher, when set and the configuration names a teacher, is called
 	// by Setup with the number of classes in the data, before the run
 	// folder is made, so that a teacher that does not fit fails the start
@@ -88,9 +88,8 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	mo := models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Batch: c.BatchSize,
 		Seed: c.Seed, ZeroGamma: c.ZeroGamma, Opset: c.Opset}
 	so := StepOptions{Model: mo, Distill: c.Teacher != "", NoBiasDecay: c.NoBiasDecay, FP16: c.FP16}
-	switch k := rt.Provider.Kind; {
-	case k != "" && k != "cpu":
-		t.Convolutions = ""
+	switch {
+	case !rt.Provider.CPU(): // the portable graph; nothing to say
 	case c.FP16:
 		t.Convolutions = "plain (the float16 step)"
 	case c.PlainConv:
@@ -176,7 +175,6 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	for _, f := range stale {
 		os.Remove(f)
 	}
-
 	return nil
 }
 

@@ -59,7 +59,7 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 		Model: models.Options{Name: *model, Classes: *classes, ImageSize: *size, Batch: *batch, ZeroGamma: true},
 		FP16:  *fp16, NoBiasDecay: true,
 	}
-	if k := opts.Provider.Kind; !*plainConv && !*fp16 && (k == "" || k == "cpu") {
+	if opts.Provider.CPU() && !*plainConv && !*fp16 {
 		var perr error
 		if so.NchwcBlock, perr = training.NchwcBlock(opts); perr != nil {
 			fmt.Fprintf(stderr, "bench-step: plain convolutions (%v)\n", perr)
