@@ -14,13 +14,14 @@ const NchwcDomain = "com.microsoft.nchwc"
 // the reorders in and out and the weight's counted, the blocked 3x3
 // convolution takes 20 to 33% less time than ONNX Runtime's Conv on 56x56,
 // 28x28 and 14x14 planes, stride 1 and 2, and the 7x7 stride-2 stem on the
-// 3-channel images 22% less. On 7x7 planes (512 channels) the benchmark
-// shows 12% less, but in the ResNet-50 step, where the plain Conv takes 17
-// ms rather than the 20 it takes alone, the blocked one gained 4.5 ms and
-// reordering its 512x512x3x3 weight cost 4 (profiles, docs/benchmarks.md),
-// so they are left alone; pointwise convolutions do not gain at any plane
-// (the reorders cost what the kernel saves).
-const nchwcMinPlane = 14 * 14
+// 3-channel images 22% less. On 7x7 planes (512 channels) the kernel's
+// gain in the step (4.5 ms) was eaten by the 512x512x3x3 weight's reorder
+// when that was two Transposes (4 to 5 ms); with the weight reordered by ReorderInput (3.4 ms) the
+// ResNet-50 step's last stage takes 26 ms less in all (profiles,
+// docs/benchmarks.md), so they are rewritten too; smaller planes (4x4 and
+// less) are left to the Conv, unmeasured. Pointwise convolutions do not
+// gain at any plane (the reorders cost what the kernel saves).
+const nchwcMinPlane = 7 * 7
 
 // nchwcMaxKernel bounds the kernels LowerNchwc rewrites, so that the large
 // "kernels" of convolutions over transposed tensors (weight gradients) keep
@@ -32,10 +33,10 @@ const nchwcMaxKernel = 7
 // and at most 7 on a side,
 // one group, no dilation, output channels a multiple of block, input
 // channels a multiple of block or fewer than one block, and an output plane
-// of at least 14x14, whose weight is not a constant, becomes ONNX Runtime's
+// of at least 7x7, whose weight is not a constant, becomes ONNX Runtime's
 // blocked convolution (NchwcDomain): ReorderInput of x (an input with fewer
 // channels than a block, such as the images, is read as it is), the weight
-// reordered by Reshape and Transpose to the blocked filter layout, the
+// reordered by ReorderInput to the blocked filter layout, the
 // blocked Conv, and ReorderOutput back to NCHW under the old output's
 // name. The values are those of the Conv up to float32 rounding (the sums
 // run in another order).
@@ -146,19 +147,29 @@ func (g *Graph) nchwcFits(n *Node, block int64) bool {
 
 // blockedFilter is the weight w (O, I, kh, kw) in ONNX Runtime's blocked
 // filter layout for NCHWc inputs, (O/b, I/b, kh, kw, b_in, b_out) flat,
-// under w's shape: blockedFilterOut's layout with the taps then moved
-// before b_in. Two Transposes that each move one axis run on ONNX Runtime's
-// fast paths: 1.5 ms at 256x256x3x3 where one six-axis Transpose takes 3.1.
+// under w's shape. Two of ONNX Runtime's own ReorderInput kernels move
+// the channel blocks innermost, first of the input channels (w read as a
+// batch of O images of I channels and kh*kw x 1 pixels: O, I/b, taps,
+// b_in), then of the output channels (that read as one image of O
+// channels: O/b, I/b, taps, b_in, b_out). ReorderInput blocks by the
+// block size of the runtime that runs it, the one its blocked Conv
+// expects; b, the caller's, only has to divide the channel counts.
+// At 512x512x3x3 this takes 3.4 ms where two one-axis Transposes took 5.0,
+// at 256x256x3x3 1.0 to 1.4 where they took 1.3 to 1.7.
 func blockedFilter(g *Graph, w *Value, b int64) *Value {
 	o, i, kh, kw := w.Shape[0].Size, w.Shape[1].Size, w.Shape[2].Size, w.Shape[3].Size
-	t := g.Reshape(blockedFilterOut(g, w, b), (o/b)*(i/b), b, kh*kw, b)
-	return g.Reshape(g.Transpose(t, 0, 2, 1, 3), o, i, kh, kw)
+	byIn := g.Op1("ReorderInput", []*Value{g.Reshape(w, o, i, kh*kw, 1)}, Attrs{})
+	byIn.Producer.Domain = NchwcDomain
+	return blockedFilterOut(g, g.Reshape(byIn, o, i, kh, kw), b)
 }
 
 // blockedFilterOut is w (O, I, kh, kw) in the blocked filter layout for
-// NCHW inputs, (O/b, I, kh, kw, b_out) flat, under w's shape.
+// NCHW inputs, (O/b, I, kh, kw, b_out) flat, under w's shape: w read as
+// one image of O channels and I*kh*kw x 1 pixels, reordered by
+// ReorderInput.
 func blockedFilterOut(g *Graph, w *Value, b int64) *Value {
 	o, i, kh, kw := w.Shape[0].Size, w.Shape[1].Size, w.Shape[2].Size, w.Shape[3].Size
-	t := g.Transpose(g.Reshape(w, o/b, b, i*kh*kw), 0, 2, 1)
+	t := g.Op1("ReorderInput", []*Value{g.Reshape(w, 1, o, i*kh*kw, 1)}, Attrs{})
+	t.Producer.Domain = NchwcDomain
 	return g.Reshape(t, o, i, kh, kw)
 }

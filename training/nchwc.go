@@ -32,14 +32,21 @@ func NchwcBlock(rt runtime.Options) (int64, error) {
 	return 0, fmt.Errorf("no NCHWc block size: %v", reasons)
 }
 
-// nchwcMatches runs Conv and its LowerNchwc form on the same inputs.
+// nchwcMatches runs Conv and its LowerNchwc form on the same inputs: a
+// 3x3 convolution of 32 channels, whose blocked form is right with any
+// block size dividing 32 (ReorderInput blocks by the runtime's own), and
+// one of 8 channels, which the lowering reads as NCHW with block 16 and
+// reorders with block 8, so that only the runtime's block size gives the
+// Conv's values (the other gives wrong values or fails to run).
 func nchwcMatches(block int64, threads int) (bool, error) {
-	const n, c, hw = 1, 32, 14
+	const n, c, c8, hw = 1, 32, 8, 14
 	g := graphgen.New("nchwc_probe", graphgen.DefaultOpset)
 	x := g.Input("x", graphgen.Float, graphgen.S(n, c, hw, hw))
 	w := g.Input("w", graphgen.Float, graphgen.S(c, c, 3, 3))
+	x8 := g.Input("x8", graphgen.Float, graphgen.S(n, c8, hw, hw))
+	w8 := g.Input("w8", graphgen.Float, graphgen.S(2*c8, c8, 3, 3))
 	o := graphgen.ConvOpts{Pads: []int64{1, 1, 1, 1}}
-	g.Output(g.Conv(x, w, nil, o))
+	g.Output(g.Concat(1, g.Conv(x, w, nil, o), g.Conv(x8, w8, nil, o)))
 	plain, err := g.Marshal(graphgen.ModelInfo{})
 	if err != nil {
 		return false, err
@@ -51,19 +58,23 @@ func nchwcMatches(block int64, threads int) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	xs := make([]float32, n*c*hw*hw)
-	ws := make([]float32, c*c*9)
-	for i := range xs {
-		xs[i] = float32(math.Sin(float64(i)*0.37)) + 0.1
+	shapes := [][]int64{{n, c, hw, hw}, {c, c, 3, 3}, {n, c8, hw, hw}, {2 * c8, c8, 3, 3}}
+	feeds := make([][]float32, len(shapes))
+	for k, s := range shapes {
+		feeds[k] = make([]float32, graphgen.S(s...).NumElements())
+		for i := range feeds[k] {
+			if k%2 == 0 {
+				feeds[k][i] = float32(math.Sin(float64(i)*0.37+float64(k))) + 0.1
+			} else {
+				feeds[k][i] = float32(math.Cos(float64(i)*0.91 + float64(k)))
+			}
+		}
 	}
-	for i := range ws {
-		ws[i] = float32(math.Cos(float64(i) * 0.91))
-	}
-	want, err := runOnce(plain, threads, [][]int64{{n, c, hw, hw}, {c, c, 3, 3}}, [][]float32{xs, ws})
+	want, err := runOnce(plain, threads, shapes, feeds)
 	if err != nil {
 		return false, err
 	}
-	got, err := runOnce(lowered, threads, [][]int64{{n, c, hw, hw}, {c, c, 3, 3}}, [][]float32{xs, ws})
+	got, err := runOnce(lowered, threads, shapes, feeds)
 	if err != nil {
 		return false, fmt.Errorf("block %d: %w", block, err)
 	}

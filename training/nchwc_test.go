@@ -60,3 +60,21 @@ func TestBlockedStepMatchesPortable(t *testing.T) {
 	}
 	t.Logf("%d blocked convolutions (block %d); state within %.3g of the portable step", lowered, block, worst)
 }
+
+// The probe tells the two block sizes apart: the one it returns gives the
+// Conv's values, the other candidate does not (wrong values or a failed
+// run), so a wrong block size cannot be chosen.
+func TestNchwcProbeRejectsOtherBlock(t *testing.T) {
+	testutil.InitORT(t)
+	block, err := NchwcBlock(runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := 24 - block // 16 <-> 8
+	if ok, err := nchwcMatches(block, 1); !ok || err != nil {
+		t.Fatalf("block %d: matches %v, %v; want a match", block, ok, err)
+	}
+	if ok, err := nchwcMatches(other, 1); ok {
+		t.Fatalf("block %d matches too (err %v); the probe cannot tell the sizes apart", other, err)
+	}
+}

@@ -33,7 +33,7 @@ type StepOptions struct {
 	// decisions, so it can be compared strictly (see docs/training-graph.md).
 	Probes bool
 	// NchwcBlock, when above 0, builds the step for ONNX Runtime's CPU
-	// provider alone: its 3x3 convolutions on planes of 14x14 and more, and
+	// provider alone: its 3x3 convolutions on planes of 7x7 and more, and
 	// a 7x7 stem on the images, run as ONNX Runtime's blocked (NCHWc)
 	// convolutions with this block size (graphgen.LowerNchwc), 20 to 33%
 	// faster each on the Intel machine of docs/benchmarks.md. It must be

@@ -131,28 +131,38 @@ func L2RelErr(got, want []float32) float64 {
 // values, failing the test on any error.
 func RunFloat32(t testing.TB, model []byte, shapes [][]int64, feeds [][]float32) [][]float32 {
 	t.Helper()
-	sess, err := runtime.NewSession(model, nil, nil, runtime.Options{IntraOpThreads: 1})
+	res, err := TryRunFloat32(model, shapes, feeds)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return res
+}
+
+// TryRunFloat32 is RunFloat32 returning the error, for tests where a
+// failing run is one of the expected outcomes.
+func TryRunFloat32(model []byte, shapes [][]int64, feeds [][]float32) ([][]float32, error) {
+	sess, err := runtime.NewSession(model, nil, nil, runtime.Options{IntraOpThreads: 1})
+	if err != nil {
+		return nil, err
 	}
 	defer sess.Destroy()
 	var tensors []*runtime.Tensor
 	for i, s := range shapes {
 		tt, err := runtime.NewFloat32(s, feeds[i])
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		defer tt.Destroy()
 		tensors = append(tensors, tt)
 	}
 	outs, err := sess.Run(tensors, nil)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	res := make([][]float32, len(outs))
 	for i, o := range outs {
 		res[i] = append([]float32{}, o.Float32s()...)
 		o.Destroy()
 	}
-	return res
+	return res, nil
 }

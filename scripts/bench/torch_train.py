@@ -82,7 +82,23 @@ def main():
         profile(step, a.profile)
     print(f"pytorch {torch.__version__} train step (eager, fp32): {a.arch} batch {a.batch} at {a.size}, "
           f"{len(times)} steps: {len(times) / sum(times):.2f} steps/s, {a.batch * len(times) / sum(times):.1f} img/s, "
-          f"median {times[len(times) // 2] * 1e3:.0f} ms/step, peak RSS {rss} kB")
+          f"median {times[len(times) // 2] * 1e3:.0f} ms/step, peak RSS {rss} kB, BLAS {blas_library()}")
+
+
+def blas_library():
+    """The BLAS library this process loaded (PyTorch's fully connected layer
+    runs on it; the convolutions run on oneDNN): Debian's reference
+    libblas3 unless another provider of libblas.so.3 is installed or put
+    first on LD_LIBRARY_PATH (scripts/bench_train.sh, PEER_BLAS)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "blas" in line.split()[-1]}
+    except OSError:
+        return "unknown"
+    # Debian's reference BLAS is blas/libblas.so.3.*; OpenBLAS loads its
+    # libblas.so.3 and libopenblas*.so
+    names = sorted({os.path.basename(os.path.realpath(p)) for p in paths if "lapack" not in p})
+    return " + ".join(names) or "none loaded"
 
 
 def profile(step, n):
