@@ -186,8 +186,14 @@ func gradConv(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 // (ONNX's Pad allows them): the input is then used as it is, with no padded
 // copy, and the centre tap of a padded kernel needs no copy at all, which
 // is up to 1.3 times faster on ResNet's 3x3 planes
-// (BenchmarkKernelWeightGrad3x3). With a larger stride the taps are strided
-// slices of the padded input.
+// (BenchmarkKernelWeightGrad3x3). When dY also has the input's size (the
+// "same" convolutions, ResNet's 3x3) the shift (sh, sw) is split between
+// the two: sum over h, w of dY[h-sh, w-sw] x[h, w] equals the sum of
+// dY[h-sh, w] x[h, w+sw], dY shifted by rows and x by columns, both with
+// zeros shifted in, so a 3x3 kernel needs two row-shifted dYs and two
+// column-shifted inputs instead of eight shifted dYs, and the Pads, which
+// ONNX Runtime runs on one thread, halve. With a larger stride the taps
+// are strided slices of the padded input.
 //
 // shift chooses the dY shifts; it must only be true with stride 1.
 func convWeightGradTaps(g *Graph, x, d *Value, kernel []int64, sp spatial, shift bool) *Value {
@@ -221,6 +227,9 @@ func convWeightGradTaps(g *Graph, x, d *Value, kernel []int64, sp spatial, shift
 		return g.Transpose(g.Reshape(v, n, ci, plane), 0, 2, 1)
 	}
 	var dyWhole, xWhole *Value
+	same := shift && h == ho && w == wo
+	dyRows := map[int64]*Value{} // same: dY shifted by sh rows, as lhs
+	xCols := map[int64]*Value{}  // same: the input shifted by sw columns, as rhs
 	var taps []*Value
 	for kh := int64(0); kh < kernel[0]; kh++ {
 		for kw := int64(0); kw < kernel[1]; kw++ {
@@ -233,11 +242,21 @@ func convWeightGradTaps(g *Graph, x, d *Value, kernel []int64, sp spatial, shift
 					xWhole = rhs(xp)
 				}
 				b = xWhole
-				if sh == 0 && sw == 0 && h == ho && w == wo {
-					if dyWhole == nil {
-						dyWhole = lhs(dt)
+				if same {
+					if dyRows[sh] == nil {
+						v := dt
+						if sh != 0 {
+							v = g.Pad(dt, []int64{0, 0, sh, 0, 0, 0, -sh, 0}, 0)
+						}
+						dyRows[sh] = lhs(v)
 					}
-					a = dyWhole
+					if xCols[sw] == nil {
+						xCols[sw] = xWhole
+						if sw != 0 {
+							xCols[sw] = rhs(g.Pad(xp, []int64{0, 0, 0, -sw, 0, 0, 0, sw}, 0))
+						}
+					}
+					a, b = dyRows[sh], xCols[sw]
 				} else {
 					a = lhs(g.Pad(dt, []int64{0, 0, sh, sw, 0, 0, h - ho - sh, w - wo - sw}, 0))
 				}

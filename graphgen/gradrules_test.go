@@ -127,6 +127,11 @@ func gradCases() []gradCase {
 		{name: "taps_plane600_3x2_dil21_asympad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{2, 0, 1, 1}, []int64{2, 1}, 1),
 			shapes: [][]int64{{2, 16, 26, 24}, {6, 16, 3, 2}}, wrt: []int{0, 1},
 			build: conv(nil, []int64{2, 0, 1, 1}, []int64{2, 1}, 1)},
+		// a "same" convolution (dY the input's size) with asymmetric pads
+		// and a dilation: the row shifts of dY and column shifts of x
+		{name: "taps_plane576_same_3x2_dil21_asympad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 0, 3, 1}, []int64{2, 1}, 1),
+			shapes: [][]int64{{2, 16, 24, 24}, {6, 16, 3, 2}}, wrt: []int{0, 1},
+			build: conv(nil, []int64{1, 0, 3, 1}, []int64{2, 1}, 1)},
 		{name: "taps_plane576_nopad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{0, 0, 0, 0}, []int64{1, 1}, 1),
 			shapes: [][]int64{{2, 16, 26, 26}, {6, 16, 3, 3}}, wrt: []int{0, 1},
 			build: conv(nil, nil, nil, 1)},
