@@ -124,7 +124,9 @@ func gradConv(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 		out[0] = g.ConvTranspose(d, w, nil, o)
 	}
 	if need[1] && group == 1 && k == 2 && x.Shape[1].Size >= 16 {
-		if kernel[0]*kernel[1] > 1 && d.Shape[2].Size*d.Shape[3].Size < 512 {
+		plane := d.Shape[2].Size * d.Shape[3].Size
+		same := sp.strides[0] == 1 && sp.strides[1] == 1 && d.Shape[2].Size == x.Shape[2].Size && d.Shape[3].Size == x.Shape[3].Size
+		if kernel[0]*kernel[1] > 1 && plane < 512 && !(same && plane >= tapsMinSamePlane) {
 			out[1] = convWeightGradIm2col(g, x, d, kernel, sp)
 		} else {
 			out[1] = convWeightGradTaps(g, x, d, kernel, sp, sp.strides[0] == 1 && sp.strides[1] == 1)
@@ -282,20 +284,31 @@ func convWeightGradTaps(g *Graph, x, d *Value, kernel []int64, sp spatial, shift
 	return g.Reshape(r, co, ci, kernel[0], kernel[1])
 }
 
+// tapsMinSamePlane: "same" convolutions (stride 1, dY the input's size)
+// with output planes of this size or more take the taps of
+// convWeightGradTaps, whose row and column shifts need four Pads for a
+// 3x3 kernel: 20.0 to 20.5 ms against 24.2 to 24.5 for the column matrix
+// at 256x14, while at 512x7 the column matrix stays faster (20.3 to 20.4
+// against 21.9 to 22.7; BenchmarkKernelWeightGrad3x3, 2026-11-28).
+const tapsMinSamePlane = 14 * 14
+
 // convWeightGradIm2col is the weight gradient of an ungrouped 2-D
-// convolution on small output planes (Ho*Wo < 512, ResNet's 14x14 and 7x7
-// at 224) as one MatMul over the column matrix: a grouped Conv of the
+// convolution on small output planes (Ho*Wo < 512, but from 14x14 only
+// the strided and the not-"same" ones; in ResNets at 224 the 7x7 planes
+// and the downsampling 3x3 onto 14x14) as one MatMul over the column matrix: a grouped Conv of the
 // input with a one-hot kernel (one group per input channel, one output
 // channel per kernel tap, the forward's strides, pads and dilations) writes
 // every tap's view of the input, (N, Ci*taps, Ho, Wo), in one pass over
 // both threads; then dY (Co, N*Ho*Wo) times its transpose gives (Co,
 // Ci*taps), the weight's layout. The identity kernel multiplies each value
-// by 1 and adds zeros, so the columns are exact. On these planes it is 1.2
-// to 1.3 times faster than one MatMul per tap on shifted copies, whose
-// Pads run on one thread at a cost per 7 or 14 wide row
-// (BenchmarkKernelWeightGrad3x3, stride 1); on larger planes it is not
-// faster. Strided small-plane convolutions (ResNet's downsampling 3x3)
-// take it too, in place of strided slices of the input, unmeasured apart.
+// by 1 and adds zeros, so the columns are exact. It was 1.2 to 1.3 times
+// faster than one MatMul per tap on eight shifted copies of dY at 14x14
+// and 7x7, whose Pads run on one thread at a cost per 7 or 14 wide row
+// (BenchmarkKernelWeightGrad3x3, stride 1); with four shifted copies
+// (see convWeightGradTaps) it still is at 7x7 but not at 14x14
+// (tapsMinSamePlane); on larger planes it is not faster. Strided
+// small-plane convolutions (ResNet's downsampling 3x3) take it too, in
+// place of strided slices of the input, unmeasured apart.
 func convWeightGradIm2col(g *Graph, x, d *Value, kernel []int64, sp spatial) *Value {
 	n, ci := x.Shape[0].Size, x.Shape[1].Size
 	co, ho, wo := d.Shape[1].Size, d.Shape[2].Size, d.Shape[3].Size

@@ -132,6 +132,14 @@ func gradCases() []gradCase {
 		{name: "taps_plane576_same_3x2_dil21_asympad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 0, 3, 1}, []int64{2, 1}, 1),
 			shapes: [][]int64{{2, 16, 24, 24}, {6, 16, 3, 2}}, wrt: []int{0, 1},
 			build: conv(nil, []int64{1, 0, 3, 1}, []int64{2, 1}, 1)},
+		// "same" convolutions on planes from 14x14 to under 512: taps with
+		// the batch folded into the MatMuls
+		{name: "taps_plane196_same_folded", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 1, 1, 1}, []int64{1, 1}, 1),
+			shapes: [][]int64{{2, 16, 14, 14}, {8, 16, 3, 3}}, wrt: []int{0, 1},
+			build: conv(nil, []int64{1, 1, 1, 1}, nil, 1)},
+		{name: "taps_plane208_same_folded_3x2_dil21_asympad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 0, 3, 1}, []int64{2, 1}, 1),
+			shapes: [][]int64{{2, 16, 16, 13}, {6, 16, 3, 2}}, wrt: []int{0, 1},
+			build: conv(nil, []int64{1, 0, 3, 1}, []int64{2, 1}, 1)},
 		{name: "taps_plane576_nopad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{0, 0, 0, 0}, []int64{1, 1}, 1),
 			shapes: [][]int64{{2, 16, 26, 26}, {6, 16, 3, 3}}, wrt: []int{0, 1},
 			build: conv(nil, nil, nil, 1)},
