@@ -293,22 +293,22 @@ func convWeightGradTaps(g *Graph, x, d *Value, kernel []int64, sp spatial, shift
 const tapsMinSamePlane = 14 * 14
 
 // convWeightGradIm2col is the weight gradient of an ungrouped 2-D
-// convolution on small output planes (Ho*Wo < 512, but from 14x14 only
-// the strided and the not-"same" ones; in ResNets at 224 the 7x7 planes
-// and the downsampling 3x3 onto 14x14) as one MatMul over the column matrix: a grouped Conv of the
-// input with a one-hot kernel (one group per input channel, one output
-// channel per kernel tap, the forward's strides, pads and dilations) writes
-// every tap's view of the input, (N, Ci*taps, Ho, Wo), in one pass over
-// both threads; then dY (Co, N*Ho*Wo) times its transpose gives (Co,
-// Ci*taps), the weight's layout. The identity kernel multiplies each value
-// by 1 and adds zeros, so the columns are exact. It was 1.2 to 1.3 times
-// faster than one MatMul per tap on eight shifted copies of dY at 14x14
-// and 7x7, whose Pads run on one thread at a cost per 7 or 14 wide row
-// (BenchmarkKernelWeightGrad3x3, stride 1); with four shifted copies
-// (see convWeightGradTaps) it still is at 7x7 but not at 14x14
-// (tapsMinSamePlane); on larger planes it is not faster. Strided
-// small-plane convolutions (ResNet's downsampling 3x3) take it too, in
-// place of strided slices of the input, unmeasured apart.
+// convolution on small output planes (Ho*Wo < 512, but from 14x14 only the
+// strided and the not-"same" ones; in ResNets at 224 the 7x7 planes and the
+// downsampling 3x3 onto 14x14) as one MatMul over the column matrix: a
+// grouped Conv of the input with a one-hot kernel (one group per input
+// channel, one output channel per kernel tap, the forward's strides, pads
+// and dilations) writes every tap's view of the input, (N, Ci*taps, Ho, Wo),
+// in one pass over both threads; then dY (Co, N*Ho*Wo) times its transpose
+// gives (Co, Ci*taps), the weight's layout. The identity kernel multiplies
+// each value by 1 and adds zeros, so the columns are exact. It was 1.2 to
+// 1.3 times faster than one MatMul per tap on eight shifted copies of dY at
+// 14x14 and 7x7, whose Pads run on one thread at a cost per 7 or 14 wide row
+// (BenchmarkKernelWeightGrad3x3, stride 1); with four shifted copies (see
+// convWeightGradTaps) it still is at 7x7 but not at 14x14
+// (tapsMinSamePlane); on larger planes it is not faster. Strided small-plane
+// convolutions (ResNet's downsampling 3x3) take it too, in place of strided
+// slices of the input, unmeasured apart.
 func convWeightGradIm2col(g *Graph, x, d *Value, kernel []int64, sp spatial) *Value {
 	n, ci := x.Shape[0].Size, x.Shape[1].Size
 	co, ho, wo := d.Shape[1].Size, d.Shape[2].Size, d.Shape[3].Size

@@ -418,11 +418,11 @@ func BenchmarkKernelNchwcConv(b *testing.B) {
 						// it would not gain on alone.
 						var xb, wb *Value
 						if p.ci < 16 {
-							xb, wb = in[0], blockedFilterOut(g, in[1], 16)
+							xb, wb = in[0], blockedFilterOut(g, in[1])
 						} else {
 							xb = g.Op1("ReorderInput", []*Value{in[0]}, Attrs{})
 							xb.Producer.Domain = NchwcDomain
-							wb = blockedFilter(g, in[1], 16)
+							wb = blockedFilter(g, in[1])
 						}
 						y.Producer.Inputs = []*Value{xb, wb}
 						y.Producer.Domain = NchwcDomain

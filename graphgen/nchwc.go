@@ -16,10 +16,10 @@ const NchwcDomain = "com.microsoft.nchwc"
 // 28x28 and 14x14 planes, stride 1 and 2, and the 7x7 stride-2 stem on the
 // 3-channel images 22% less. On 7x7 planes (512 channels) the kernel's
 // gain in the step (4.5 ms) was eaten by the 512x512x3x3 weight's reorder
-// when that was two Transposes (4 to 5 ms); with the weight reordered by ReorderInput (3.4 ms) the
-// ResNet-50 step's last stage takes 26 ms less in all (profiles,
-// docs/benchmarks.md), so they are rewritten too; smaller planes (4x4 and
-// less) are left to the Conv, unmeasured. Pointwise convolutions do not
+// when that was two Transposes (4 to 5 ms); with the weight reordered by
+// ReorderInput (3.4 ms) the ResNet-50 step's last stage takes 26 ms less
+// in all (profiles, docs/benchmarks.md), so they are rewritten too;
+// smaller planes (4x4 and less) are left to the Conv, unmeasured. Pointwise convolutions do not
 // gain at any plane (the reorders cost what the kernel saves).
 const nchwcMinPlane = 7 * 7
 
@@ -49,9 +49,12 @@ const nchwcMaxKernel = 7
 // docs/benchmarks.md.
 //
 // block must be the block size of the ONNX Runtime that will run the graph
-// (its MLAS library picks 16 with AVX-512, else 8 on x86-64); a wrong one gives
-// wrong values, which is why callers take it from a probe that compares
-// both against the plain Conv (training.NchwcBlock). The result runs only
+// (its MLAS library picks 16 with AVX-512, else 8 on x86-64). The reorders
+// themselves block by the runtime's own size, but block decides which
+// convolutions read their input as NCHW (fewer channels than block), so a
+// wrong one gives wrong values, or a graph that fails to run, where input
+// channels lie between the two sizes; callers take it from a probe that
+// compares both against the plain Conv (training.NchwcBlock). The result runs only
 // on the CPU provider: it is for sessions, never for exported files.
 func (g *Graph) LowerNchwc(block int64) error {
 	if g.err != nil {
@@ -74,14 +77,14 @@ func (g *Graph) LowerNchwc(block int64) error {
 		var wb *Value
 		before[n] = g.detached("nchwc/"+n.Name, func() {
 			if nchw {
-				wb = blockedFilterOut(g, w, block)
+				wb = blockedFilterOut(g, w)
 				return
 			}
 			if reordered[x] == nil {
 				reordered[x] = g.Op1("ReorderInput", []*Value{x}, Attrs{})
 				reordered[x].Producer.Domain = NchwcDomain
 			}
-			wb = blockedFilter(g, w, block)
+			wb = blockedFilter(g, w)
 		})
 		if g.err != nil {
 			return fmt.Errorf("lower nchwc: %w", g.err)
@@ -153,21 +156,22 @@ func (g *Graph) nchwcFits(n *Node, block int64) bool {
 // b_in), then of the output channels (that read as one image of O
 // channels: O/b, I/b, taps, b_in, b_out). ReorderInput blocks by the
 // block size of the runtime that runs it, the one its blocked Conv
-// expects; b, the caller's, only has to divide the channel counts.
-// At 512x512x3x3 this takes 3.4 ms where two one-axis Transposes took 5.0,
-// at 256x256x3x3 1.0 to 1.4 where they took 1.3 to 1.7.
-func blockedFilter(g *Graph, w *Value, b int64) *Value {
+// expects, so b needs no argument here; the channel counts must be
+// multiples of it (LowerNchwc's conditions). At 512x512x3x3 this takes
+// 3.4 ms where two one-axis Transposes took 5.0, at 256x256x3x3 1.0 to
+// 1.4 where they took 1.3 to 1.7.
+func blockedFilter(g *Graph, w *Value) *Value {
 	o, i, kh, kw := w.Shape[0].Size, w.Shape[1].Size, w.Shape[2].Size, w.Shape[3].Size
 	byIn := g.Op1("ReorderInput", []*Value{g.Reshape(w, o, i, kh*kw, 1)}, Attrs{})
 	byIn.Producer.Domain = NchwcDomain
-	return blockedFilterOut(g, g.Reshape(byIn, o, i, kh, kw), b)
+	return blockedFilterOut(g, g.Reshape(byIn, o, i, kh, kw))
 }
 
 // blockedFilterOut is w (O, I, kh, kw) in the blocked filter layout for
 // NCHW inputs, (O/b, I, kh, kw, b_out) flat, under w's shape: w read as
 // one image of O channels and I*kh*kw x 1 pixels, reordered by
 // ReorderInput.
-func blockedFilterOut(g *Graph, w *Value, b int64) *Value {
+func blockedFilterOut(g *Graph, w *Value) *Value {
 	o, i, kh, kw := w.Shape[0].Size, w.Shape[1].Size, w.Shape[2].Size, w.Shape[3].Size
 	t := g.Op1("ReorderInput", []*Value{g.Reshape(w, 1, o, i*kh*kw, 1)}, Attrs{})
 	t.Producer.Domain = NchwcDomain
