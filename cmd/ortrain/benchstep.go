@@ -114,7 +114,7 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	if so.NchwcBlock > 0 {
 		kind += fmt.Sprintf(", blocked 3x3 convolutions (NCHWc, block %d)", so.NchwcBlock)
 	}
-	fmt.Fprintf(stdout, "ortrain train step (ONNX Runtime %s, %s): %s batch %d at %d, %d steps: %.2f steps/s, %.1f img/s, median %.0f ms/step, peak RSS %s\n",
+	fmt.Fprintf(stdout, "ortrain train step (ONNX Runtime %s, %s): %s batch %d at %d, %d steps: %.2f steps/s, %.2f img/s, median %.0f ms/step, peak RSS %s\n",
 		strings.TrimSpace(rtVersion()), kind, *model, *batch, *size, len(times), float64(len(times))/total,
 		float64(*batch*len(times))/total, times[len(times)/2]*1e3, peakRSS())
 	return nil

@@ -81,7 +81,7 @@ def main():
     if a.profile > 0:  # after the RSS reading: the profiler's memory is not the step's
         profile(step, a.profile)
     print(f"pytorch {torch.__version__} train step (eager, fp32): {a.arch} batch {a.batch} at {a.size}, "
-          f"{len(times)} steps: {len(times) / sum(times):.2f} steps/s, {a.batch * len(times) / sum(times):.1f} img/s, "
+          f"{len(times)} steps: {len(times) / sum(times):.2f} steps/s, {a.batch * len(times) / sum(times):.2f} img/s, "
           f"median {times[len(times) // 2] * 1e3:.0f} ms/step, peak RSS {rss} kB, BLAS {blas_library()}")
 
 
