@@ -68,7 +68,9 @@ func init() {
 // im2col without materializing the whole column matrix, 2 to 15 times
 // faster in ONNX Runtime than the alternative; for kernels larger than 1x1
 // on output planes under 512 the column matrix is materialized after all,
-// by a one-hot grouped Conv, and multiplied once (convWeightGradIm2col).
+// by a one-hot grouped Conv, and multiplied once (convWeightGradIm2col),
+// except for "same" convolutions on planes of tapsMinSamePlane or more
+// (ResNet's 14x14 3x3s), whose four-Pad taps are faster.
 // Otherwise (the 3-channel stem, groups) it is a convolution of the input
 // (batch and channels swapped, grouped by the forward groups) with dY as
 // the kernel, dilated by the forward stride.
@@ -178,7 +180,8 @@ func gradConv(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 // convWeightGradTaps is the weight gradient of an ungrouped 2-D convolution
 // as one MatMul per kernel tap (see gradConv). With large planes the MatMuls
 // are batched over the images and summed; with small planes (deep layers,
-// Ho*Wo < 512, which only 1x1 kernels bring here: larger ones go to
+// Ho*Wo < 512, which 1x1 kernels and the "same" convolutions of at least
+// tapsMinSamePlane bring here: other larger kernels go to
 // convWeightGradIm2col) the batch is folded into the reduction dimension
 // instead, by transposing dY and the input once, because a GEMM whose
 // inner dimension is a 7x7 plane runs at a fraction of the machine's speed.

@@ -19,8 +19,9 @@ const NchwcDomain = "com.microsoft.nchwc"
 // when that was two Transposes (4 to 5 ms); with the weight reordered by
 // ReorderInput (3.4 ms) the ResNet-50 step's last stage takes 26 ms less
 // in all (profiles, docs/benchmarks.md), so they are rewritten too;
-// smaller planes (4x4 and less) are left to the Conv, unmeasured. Pointwise convolutions do not
-// gain at any plane (the reorders cost what the kernel saves).
+// planes under 7x7 are left to the Conv, unmeasured. Pointwise
+// convolutions do not gain at any plane (the reorders cost what the kernel
+// saves).
 const nchwcMinPlane = 7 * 7
 
 // nchwcMaxKernel bounds the kernels LowerNchwc rewrites, so that the large
@@ -52,10 +53,12 @@ const nchwcMaxKernel = 7
 // (its MLAS library picks 16 with AVX-512, else 8 on x86-64). The reorders
 // themselves block by the runtime's own size, but block decides which
 // convolutions read their input as NCHW (fewer channels than block), so a
-// wrong one gives wrong values, or a graph that fails to run, where input
-// channels lie between the two sizes; callers take it from a probe that
-// compares both against the plain Conv (training.NchwcBlock). The result runs only
-// on the CPU provider: it is for sessions, never for exported files.
+// wrong one gives wrong values where input channels lie between the two
+// sizes, and a graph that fails to run where a count of channels is an odd
+// multiple of 8 and the runtime blocks by 16; callers take it from a probe
+// that tells 16 from 8 by comparing both against the plain Conv
+// (training.NchwcBlock, x86-64 only). The result runs only on the CPU
+// provider: it is for sessions, never for exported files.
 func (g *Graph) LowerNchwc(block int64) error {
 	if g.err != nil {
 		return g.err

@@ -9,8 +9,8 @@ import (
 )
 
 // NchwcBlock finds the block size of ONNX Runtime's blocked (NCHWc) CPU
-// convolutions in the loaded library, for StepOptions.NchwcBlock: it runs a
-// small 3x3 convolution as ONNX Runtime's Conv and lowered with each
+// convolutions in the loaded library, for StepOptions.NchwcBlock: it runs
+// two small 3x3 convolutions as ONNX Runtime's Conv and lowered with each
 // candidate block size (16, the AVX-512 one, then 8, that of other x86-64
 // CPUs) and returns the first whose values match, or 0 with the reason when
 // none does (another CPU, or a library without the kernels): the step then
