@@ -39,9 +39,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/ortrain" ./cmd/ortrain
 echo "# $(date -u '+%F %H:%M') build $(git describe --always --dirty 2>/dev/null || echo unknown), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $model, batch $batch at 224, $iters timed steps after 2 warm-up steps, $mode, PyTorch's BLAS: ${PEER_BLAS:-system}"
-imgs() { sed -n 's/.* \([0-9.]*\) img\/s.*/\1/p'; }
-# median prints the median ms/step of a result line.
-median() { sed -n 's/.*median \([0-9.]*\) ms\/step.*/\1/p'; }
+# num UNIT prints the number before UNIT in a result line (UNIT as a sed
+# pattern: 'img\/s', 'ms\/step').
+num() { sed -n "s/.* \([0-9.]*\) $1.*/\1/p"; }
 ratios=()
 ours_cmd=("$work/ortrain" bench-step --model "$model" --batch "$batch" --iters "$iters" --warmup 2)
 peer_cmd=(/usr/bin/python3 scripts/bench/torch_train.py --arch "$model" --batch "$batch" --iters "$iters" --warmup 2)
@@ -94,14 +94,13 @@ for r in $(seq 1 "$rounds"); do
   ours=$(cat "$work/ours.out"); echo "$ours"
   peer=$(cat "$work/peer.out"); echo "$peer"
   "${ours_cmd[@]}" --fp16
-  ratios+=("$(echo "$ours" | imgs) $(echo "$peer" | imgs) $(echo "$ours" | median) $(echo "$peer" | median)")
+  ratios+=("$(echo "$ours" | num 'img\/s') $(echo "$peer" | num 'img\/s') $(echo "$ours" | num 'ms\/step') $(echo "$peer" | num 'ms\/step')")
 done
 # The machine's speed drifts between processes and from one minute to the
 # next (docs/benchmarks.md), so the comparison is made round by round,
-# then summarized.
-# Two ratios per round: of img/s (the batch over the mean step, which a
-# single slow step moves) and of the median step (peer's over ours, which
-# it does not); both above 1 mean ours is faster.
+# then summarized, with two ratios per round: of img/s (the batch over the
+# mean step, which a single slow step moves) and of the median step
+# (peer's over ours, which it does not); both above 1 mean ours is faster.
 printf '%s\n' "${ratios[@]}" | awk '{ r = $1 / $2; m = $4 / $3; s += r; sl += log(r); sm += m; n++
   printf "round %d: ortrain fp32 / PyTorch = %.3f by img/s, %.3f by median step\n", n, r, m
   if (n == 1 || r < lo) lo = r; if (n == 1 || r > hi) hi = r; if (r >= 1) up++; if (m >= 1) upm++ }
