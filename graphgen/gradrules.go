@@ -345,8 +345,9 @@ func convWeightGradIm2col(g *Graph, x, d *Value, kernel []int64, sp spatial) *Va
 // BatchNormalization of xs, or on large planes the same map as a depthwise
 // Conv, which ONNX Runtime fuses with the Add (see affineConvMinPlane). The
 // gradient is returned for the node's input xs; the shifting Sub passes it
-// on to x unchanged (the shift is a constant, or the batch mean, whose
-// dependence on x the formula already accounts for). Without the role
+// on to x unchanged and none to the shift: the output does not depend on a
+// shift that the statistics remove again, and when the shift is the batch
+// mean the formula already accounts for its dependence on x. Without the role
 // (inference mode) the statistics are constants and dX = gamma/sigma * dY.
 func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 	g := c.g

@@ -25,6 +25,7 @@ func TestLowerBatchStatsKeepsResults(t *testing.T) {
 		{name: "fold, 1x1 8->16 at 16x16", ci: 8, co: 16, k: 1, hw: 16, stride: 1, shift: true, fold: true},
 		{name: "fold, 1x1 16->8 at 28x28 (grouped-conv sums)", ci: 16, co: 8, k: 1, hw: 28, stride: 1, shift: true, fold: true},
 		{name: "fold, 3x3 stride 2", ci: 8, co: 16, k: 3, hw: 32, stride: 2, shift: true, fold: true},
+		{name: "fold, 3x3, the first image's mean as the shift", ci: 8, co: 16, k: 3, hw: 16, stride: 1, shift: true, convShift: true, fold: true},
 		{name: "no fold without a shift", ci: 8, co: 16, k: 3, hw: 16, stride: 1},
 		{name: "no fold when the Conv output is read twice", ci: 8, co: 8, k: 1, hw: 16, stride: 1, shift: true, reread: true},
 		{name: "no fold when the shifted input is an output", ci: 8, co: 16, k: 1, hw: 16, stride: 1, shift: true, outShifted: true},
@@ -52,6 +53,7 @@ type lowerCase struct {
 	name                  string
 	ci, co, k, hw, stride int64
 	shift                 bool // give BatchNormBatchStats a shift (an input)
+	convShift             bool // with shift: FirstImageConvMean of the Conv, not an input
 	reread                bool // the residual branch also reads the Conv's output
 	outShifted            bool // the shifted input is a graph output too
 	fold                  bool // want the shift folded into the Conv
@@ -70,6 +72,9 @@ func checkLowering(t *testing.T, c lowerCase) {
 		if c.shift {
 			shift = in[5]
 		}
+		if c.convShift {
+			shift = g.FirstImageConvMean(z)
+		}
 		y, mean, variance := g.BatchNormBatchStats(z, in[2], in[3], shift, 1e-5)
 		res := in[4]
 		if c.reread {
@@ -85,7 +90,7 @@ func checkLowering(t *testing.T, c lowerCase) {
 		// through an Identity, as the running statistics read it.
 		g.Output(o, g.Identity(mean), variance, g.Reshape(loss, 1))
 		g.Output(grads...)
-		if !c.shift {
+		if !c.shift || c.convShift {
 			g.Output(g.Identity(in[5])) // every input is fed
 		}
 		if c.outShifted {
@@ -327,4 +332,57 @@ func letteredInputs(g *Graph, shapes [][]int64) []*Value {
 		in = append(in, g.Input(string(rune('a'+i)), Float, S(s...)))
 	}
 	return in
+}
+
+// TestFirstImageConvMean: the estimate equals the first image's output
+// mean when each input channel of that image is constant (any kernel,
+// stride, pads and dilation: the tap shares are exact), and on a random
+// input with a mean of 0.5 it is within a small part of the output's
+// spread of it.
+func TestFirstImageConvMean(t *testing.T) {
+	testutil.InitORT(t)
+	for _, c := range []struct {
+		name                       string
+		hw, k, stride, pad, dilate int64
+	}{
+		{"1x1", 9, 1, 1, 0, 1},
+		{"1x1 stride 2", 9, 1, 2, 0, 1},
+		{"3x3 same", 8, 3, 1, 1, 1},
+		{"3x3 same on 2x2", 2, 3, 1, 1, 1},
+		{"3x3 stride 2", 9, 3, 2, 1, 1},
+		{"7x7 stride 2 pad 3", 16, 7, 2, 3, 1},
+		{"3x3 dilation 2 pad 1", 10, 3, 1, 1, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			const n, ci, co = 3, 4, 5
+			shapes := [][]int64{{n, ci, c.hw, c.hw}, {co, ci, c.k, c.k}}
+			g := New("mean", DefaultOpset)
+			in := letteredInputs(g, shapes)
+			y := g.Conv(in[0], in[1], nil, ConvOpts{Strides: []int64{c.stride, c.stride}, Pads: []int64{c.pad, c.pad, c.pad, c.pad}, Dilations: []int64{c.dilate, c.dilate}})
+			est := g.FirstImageConvMean(y)
+			if est == nil {
+				t.Fatal("no estimate")
+			}
+			first := g.Slice(y, []int64{0}, []int64{1}, []int64{0})
+			g.Output(est, g.ReduceMean(first, []int64{0, 2, 3}, false), g.Reshape(g.Sqrt(g.ReduceMean(g.Mul(first, first), nil, false)), 1))
+			random := offsetNormalFeeds(shapes, 9)
+			constant := offsetNormalFeeds(shapes, 9)
+			for k := int64(0); k < ci; k++ { // the first image: one value per channel
+				plane := constant[0][k*c.hw*c.hw : (k+1)*c.hw*c.hw]
+				for i := range plane {
+					plane[i] = plane[0]
+				}
+			}
+			out := validateAndRun(t, g, shapes, constant)
+			if e := testutil.RelErr(out[0], out[1]); e > 1e-5 {
+				t.Errorf("constant channels: estimate %v, mean %v (%.3g)", out[0], out[1], e)
+			}
+			out = validateAndRun(t, g, shapes, random)
+			for i := range out[0] {
+				if d := math.Abs(float64(out[0][i] - out[1][i])); d > 0.5*float64(out[2][0]) {
+					t.Errorf("random input, channel %d: estimate %g, mean %g, RMS %g", i, out[0][i], out[1][i], out[2][0])
+				}
+			}
+		})
+	}
 }

@@ -439,17 +439,15 @@ func (g *Graph) channelDot(a, b *Value) *Value {
 // The input is first shifted: xs = x - shift, per channel. With a nil shift
 // the shift is the batch mean itself (two passes: the mean, then the
 // centered xs), so xs is centered and var = mean(xs^2). Given a shift, such
-// as the running mean, the statistics come from one pass over xs, the
+// as FirstImageConvMean's, the statistics come from one pass over xs, the
 // shifted-data variance
 //
 //	m = mean(xs), var = mean(xs^2) - m^2, batch mean = shift + m,
 //
 // whose float32 rounding error is about eps * (1 + m^2/var) relative: as
 // good as the two-pass form while the shift is within a few standard
-// deviations of the batch mean, which a running mean is once it has seen a
-// few batches (at the first step, with a zero running mean, it is the plain
-// single-pass variance; ResNet's convolution outputs there have means of
-// the order of their spread). It degrades as the shift moves away: about
+// deviations of the batch mean, as the mean of one image of the batch is.
+// It degrades as the shift moves away: about
 // 2e-4 relative at 30 standard deviations, 2e-2 at 300, and at 3000 the
 // variance is lost (TestShiftedVarianceError). A non-finite shift entry is
 // replaced by 0. Because the shift does not depend on x, LowerBatchStats
@@ -487,9 +485,9 @@ func (g *Graph) BatchNormBatchStats(x, scale, bias, shift *Value, eps float32) (
 	if centered {
 		shift = g.Mul(g.channelSum(x), inv)
 	} else {
-		// Any finite shift is valid; a non-finite entry (a running mean
-		// gone bad in a checkpoint) would make its channel NaN for good,
-		// so it is replaced by 0.
+		// Any finite shift is valid; a non-finite entry (from a
+		// non-finite input, or a running mean gone bad in a checkpoint)
+		// is replaced by 0, so that it cannot make its channel NaN.
 		finite := g.Less(g.Abs(shift), g.Scalar(x.DType, math.Inf(1)))
 		shift = g.Where(finite, shift, g.Scalar(x.DType, 0))
 	}

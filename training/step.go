@@ -31,6 +31,8 @@ type StepOptions struct {
 	// "probe/maxpool/<i>" (int64 flat indices) for every MaxPool, in
 	// execution order. A reference implementation fed these makes the same
 	// decisions, so it can be compared strictly (see docs/training-graph.md).
+	// After them come "probe/bn/<name>", each BatchNorm's float32 output
+	// (ProbeBN), which measure the forward's precision.
 	Probes bool
 	// NchwcBlock, when above 0, builds the step for ONNX Runtime's CPU
 	// provider alone: its 3x3 convolutions on planes of 7x7 and more, and
@@ -62,6 +64,9 @@ const (
 	OutLogits    = "logits"
 	OutAllFinite = "all_finite"
 )
+
+// ProbeBN prefixes the name of a BatchNorm output probe (StepOptions.Probes).
+const ProbeBN = "probe/bn/"
 
 // MomentumName is the name of a parameter's momentum buffer input.
 func MomentumName(param string) string { return "momentum_buffer/" + param }
@@ -103,6 +108,8 @@ type bnRecord struct {
 	runMean, runVar   *graphgen.Value // inputs
 	count             int64           // elements per channel
 	meanName, varName string
+	name              string          // the BatchNorm's, such as layer1.0.bn1
+	out               *graphgen.Value // its float32 output
 }
 
 // BuildStep builds the train-step graph: one ONNX graph that takes the
@@ -146,17 +153,23 @@ func BuildStep(o StepOptions) (*Step, error) {
 	}
 	mo.BatchNorm = func(g *graphgen.Graph, name string, x, scale, bias, mean, variance *graphgen.Value, eps float32) *graphgen.Value {
 		x32 := g.Cast(x, graphgen.Float)
-		// The running mean is the shift of the one-pass batch statistics:
-		// close to the batch mean once training is under way, which keeps
-		// the variance precise, and free once LowerBatchStats has moved it
-		// into the preceding Conv's bias (see BatchNormBatchStats).
-		y, bm, bv := g.BatchNormBatchStats(x32, scale, bias, mean, eps)
+		// The shift of the one-pass batch statistics: the first image's
+		// mean, estimated from the Conv's input, is near the batch mean
+		// from the first step on, which keeps the variance precise, and
+		// LowerBatchStats moves it into the Conv's bias, where it costs no
+		// pass (see FirstImageConvMean). The running mean serves where
+		// there is no such Conv.
+		shift := g.FirstImageConvMean(x)
+		if shift == nil {
+			shift = mean
+		}
+		y, bm, bv := g.BatchNormBatchStats(x32, scale, bias, shift, eps)
 		count := int64(0)
 		if x.Shape.Static() {
 			count = x.Shape.NumElements() / x.Shape[1].Size
 		}
 		bns = append(bns, bnRecord{mean: bm, variance: bv, runMean: mean, runVar: variance, count: count,
-			meanName: name + ".running_mean", varName: name + ".running_var"})
+			meanName: name + ".running_mean", varName: name + ".running_var", name: name, out: y})
 		return g.Cast(y, x.DType)
 	}
 	m, err := models.Build(mo)
@@ -306,10 +319,15 @@ func BuildStep(o StepOptions) (*Step, error) {
 				pools++
 			}
 		}
+		for _, b := range bns {
+			p := g.Identity(b.out)
+			g.RenameOutput(p, ProbeBN+b.name)
+			s.Probes = append(s.Probes, p)
+		}
 		g.Output(s.Probes...)
 	}
-	// For ONNX Runtime's CPU kernels: each BatchNorm's shift (the running
-	// mean) folded into the bias of the Conv before it, BatchNorm affine
+	// For ONNX Runtime's CPU kernels: each BatchNorm's shift (the first
+	// image's estimated mean) folded into the bias of the Conv before it, BatchNorm affine
 	// maps as depthwise convs that fuse with the ReLU (or residual Add and
 	// ReLU) after them. Every output is declared, and
 	// differentiation is done, so the rewrite changes no result beyond

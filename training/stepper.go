@@ -175,9 +175,12 @@ func NewStepper(s *Step, state map[string][]float32, opts runtime.Options) (st *
 	}
 	for _, p := range s.Probes {
 		var t *runtime.Tensor
-		if p.DType == graphgen.Bool {
+		switch p.DType {
+		case graphgen.Bool:
 			t, err = runtime.NewBool(p.Shape.Ints())
-		} else {
+		case graphgen.Float:
+			t, err = runtime.NewFloat32(p.Shape.Ints(), nil)
+		default:
 			t, err = runtime.NewInt64(p.Shape.Ints(), nil)
 		}
 		if err != nil {
