@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ortrain/ortrain/models"
 	"github.com/ortrain/ortrain/runtime"
 )
 
@@ -22,17 +23,27 @@ type Expect struct {
 	Classes   int // K of the student's logits
 	Batch     int // images per batch
 	ImageSize int // H = W of the student's input
+	// Mean and Std are the normalization of the student's images (0-255
+	// scale; zero: the seed's, models.Mean and models.Std).
+	Mean, Std [3]float32
 }
 
 // Teacher is a loaded, checked teacher model.
 type Teacher struct {
-	Path   string
+	Path string
+	// Note says how the teacher's input differs from the student's and
+	// what is done about it ("" when it does not).
+	Note   string
 	sess   *runtime.Session
 	expect Expect
 	in     *runtime.Tensor
 	inData []float32
 	out    *runtime.Tensor
 	outBuf []float32
+	// scale and shift renormalize the student's images for the teacher,
+	// per channel, into renorm; nil when the two normalizations agree.
+	scale, shift []float32
+	renorm       []float32
 }
 
 // Load opens a teacher and checks it fits the student; the error names what
@@ -44,6 +55,10 @@ func Load(path string, e Expect, opts runtime.Options) (*Teacher, error) {
 	}
 	t := &Teacher{Path: path, sess: sess, expect: e}
 	if err := t.check(); err != nil {
+		sess.Destroy()
+		return nil, err
+	}
+	if err := t.normalization(); err != nil {
 		sess.Destroy()
 		return nil, err
 	}
@@ -125,14 +140,56 @@ func (t *Teacher) check() error {
 	return nil
 }
 
+// normalization compares the teacher's normalization (its metadata's, when
+// it states one) with the student's and sets up the renormalization:
+// x_teacher = (x*std_s + mean_s - mean_t) / std_t per channel.
+func (t *Teacher) normalization() error {
+	p, found, err := models.PreprocessingFromMetadata(t.sess.Metadata)
+	if err != nil {
+		return fmt.Errorf("teacher %s: %w", t.Path, err)
+	}
+	mean, std := t.expect.Mean, t.expect.Std
+	if mean == ([3]float32{}) && std == ([3]float32{}) {
+		mean, std = models.Mean, models.Std
+	}
+	if len(found) == 0 || (p.Mean == mean && p.Std == std) {
+		return nil
+	}
+	t.scale, t.shift = make([]float32, 3), make([]float32, 3)
+	for c := 0; c < 3; c++ {
+		t.scale[c] = std[c] / p.Std[c]
+		t.shift[c] = (mean[c] - p.Mean[c]) / p.Std[c]
+	}
+	t.Note = fmt.Sprintf("the teacher expects images normalized by mean %s, std %s (its metadata); the student's batches are renormalized for it",
+		fmtTriple(p.Mean), fmtTriple(p.Std))
+	return nil
+}
+
+func fmtTriple(v [3]float32) string { return fmt.Sprintf("%g,%g,%g", v[0], v[1], v[2]) }
+
 // Logits runs the teacher on n images (n x 3 x H x W) and writes n x K
 // logits into dst. The input and output tensors wrap the caller's slices
-// (no copies) and are reused while the slices stay the same.
+// (no copies, unless the teacher needs its images renormalized) and are
+// reused while the slices stay the same.
 func (t *Teacher) Logits(images []float32, n int, dst []float32) error {
 	e := t.expect
 	per := 3 * e.ImageSize * e.ImageSize
 	if len(images) < n*per || len(dst) < n*e.Classes {
 		return fmt.Errorf("teacher: buffers too small for %d images", n)
+	}
+	if t.scale != nil {
+		if len(t.renorm) < n*per {
+			t.renorm = make([]float32, n*per)
+		}
+		plane := per / 3
+		for i := 0; i < n*3; i++ {
+			a, b := t.scale[i%3], t.shift[i%3]
+			src, out := images[i*plane:(i+1)*plane], t.renorm[i*plane:(i+1)*plane]
+			for j, x := range src {
+				out[j] = a*x + b
+			}
+		}
+		images = t.renorm
 	}
 	var err error
 	if t.in == nil || &t.inData[0] != &images[0] || len(t.inData) != n*per {

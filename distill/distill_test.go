@@ -127,3 +127,64 @@ func TestTeacherLogits(t *testing.T) {
 		tc.Close()
 	}
 }
+
+// A teacher whose metadata states another normalization than the
+// student's gets the student's images renormalized: the same classifier
+// written for mean and std 127.5 (an affine map before it) gives the
+// original's logits, and says so in its Note.
+func TestTeacherRenormalizes(t *testing.T) {
+	testutil.InitORT(t)
+	const k, size = 4, 8
+	mean2 := [3]float32{127.5, 127.5, 127.5}
+	write := func(name string, renorm bool, meta [][2]string) string {
+		g := graphgen.New(name, graphgen.DefaultOpset)
+		x := g.Input("images", graphgen.Float, graphgen.Shape{graphgen.Sym("N"), graphgen.D(3), graphgen.D(size), graphgen.D(size)})
+		if renorm { // x_seed = x*(127.5/seedStd) + (127.5-seedMean)/seedStd
+			a, b := make([]float32, 3), make([]float32, 3)
+			for c := 0; c < 3; c++ {
+				a[c] = mean2[c] / models.Std[c]
+				b[c] = (mean2[c] - models.Mean[c]) / models.Std[c]
+			}
+			x = g.Add(g.Mul(x, g.Const(graphgen.FloatTensor([]int64{1, 3, 1, 1}, a))), g.Const(graphgen.FloatTensor([]int64{1, 3, 1, 1}, b)))
+		}
+		w := make([]float32, k*3)
+		for i := range w {
+			w[i] = float32(i%5) - 2
+		}
+		g.Output(g.Gemm(g.Flatten(g.GlobalAveragePool(x), 1), g.Const(graphgen.FloatTensor([]int64{k, 3}, w)), nil, false, true))
+		p := filepath.Join(t.TempDir(), name+".onnx")
+		if err := g.WriteFile(p, graphgen.ModelInfo{Metadata: meta}); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	other := models.Preprocessing{Mean: mean2, Std: mean2, CropPct: 0.875, Interpolation: "bilinear"}
+	e := Expect{Classes: k, Batch: 2, ImageSize: size}
+	images := make([]float32, 2*3*size*size)
+	for i := range images {
+		images[i] = float32(i%7)*0.3 - 1
+	}
+	logits := func(path string) ([]float32, string) {
+		tc, err := Load(path, e, runtime.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		out := make([]float32, 2*k)
+		if err := tc.Logits(images, 2, out); err != nil {
+			t.Fatal(err)
+		}
+		return out, tc.Note
+	}
+	want, note := logits(write("base", false, models.DefaultPreprocessing().Metadata()))
+	if note != "" {
+		t.Errorf("teacher with the student's normalization: note %q", note)
+	}
+	got, note := logits(write("renorm", true, other.Metadata()))
+	if e := testutil.RelErr(got, want); e > 1e-5 || !strings.Contains(note, "mean 127.5,127.5,127.5, std 127.5,127.5,127.5") {
+		t.Errorf("renormalized teacher: logits %v, want %v (%.3g); note %q", got, want, e, note)
+	}
+	if bare, _ := logits(write("bare", true, nil)); testutil.RelErr(bare, want) < 1e-2 {
+		t.Errorf("without metadata the teacher cannot be renormalized, yet its logits %v equal %v", bare, want)
+	}
+}

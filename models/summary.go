@@ -17,31 +17,24 @@ var (
 
 // Metadata keys written into model files, read back by ortrain and distill.
 const (
-	MetaArchitecture = "ortrain.architecture"
-	MetaNumClasses   = "ortrain.num_classes"
-	MetaClasses      = "ortrain.classes" // JSON array of class names, when known
-	MetaImageSize    = "ortrain.image_size"
-	MetaMean         = "ortrain.mean"
-	MetaStd          = "ortrain.std"
+	MetaArchitecture  = "ortrain.architecture"
+	MetaNumClasses    = "ortrain.num_classes"
+	MetaClasses       = "ortrain.classes" // JSON array of class names, when known
+	MetaImageSize     = "ortrain.image_size"
+	MetaMean          = "ortrain.mean"          // R,G,B on the 0-255 scale
+	MetaStd           = "ortrain.std"           // R,G,B on the 0-255 scale
+	MetaCropPct       = "ortrain.crop_pct"      // validation crop / resized shorter side
+	MetaInterpolation = "ortrain.interpolation" // bilinear or bicubic
 )
 
 // Metadata describes the model for whoever serves it: architecture, classes,
-// input size and normalization.
+// input size and preprocessing.
 func (m *Model) Metadata() [][2]string {
-	f := func(v [3]float32) string {
-		parts := make([]string, 3)
-		for i, x := range v {
-			parts[i] = strconv.FormatFloat(float64(x), 'g', -1, 32)
-		}
-		return strings.Join(parts, ",")
-	}
-	return [][2]string{
+	return append([][2]string{
 		{MetaArchitecture, m.Name},
 		{MetaNumClasses, strconv.Itoa(m.Classes)},
 		{MetaImageSize, strconv.Itoa(m.ImageSize)},
-		{MetaMean, f(Mean)},
-		{MetaStd, f(Std)},
-	}
+	}, DefaultPreprocessing().Metadata()...)
 }
 
 // WriteSummary prints parameters and MACs per stage and in total.

@@ -103,4 +103,7 @@ func TestNormalizationAgrees(t *testing.T) {
 	if models.Mean != data.Mean || models.Std != data.Std {
 		t.Fatalf("models %v/%v, data %v/%v", models.Mean, models.Std, data.Mean, data.Std)
 	}
+	if models.CropPct != data.DefaultCropPct || models.Interpolation != string(data.Bilinear) {
+		t.Fatalf("validation defaults: models crop %g %s, data %g %s", models.CropPct, models.Interpolation, data.DefaultCropPct, data.Bilinear)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ortrain/ortrain/runtime"
 	"github.com/ortrain/ortrain/training"
 	"github.com/ortrain/ortrain/training/data"
+	"github.com/spf13/pflag"
 )
 
 // classifier describes an image classifier session: input size, classes.
@@ -21,7 +22,8 @@ type classifier struct {
 	sess    *runtime.Session
 	size    int
 	k       int
-	classes []string // from metadata; nil when the model has none
+	classes []string           // from metadata; nil when the model has none
+	eval    data.EvalTransform // the validation transform at size
 }
 
 // asClassifier checks that a session is an image classifier (one float32
@@ -58,18 +60,73 @@ func asClassifier(sess *runtime.Session, path string, sizeFlag int) (*classifier
 	return c, nil
 }
 
-// openClassifier loads a model and checks that it is an image classifier.
-func openClassifier(rt *rtFlags, model string, size int, stderr io.Writer) (*classifier, error) {
+// openClassifier loads a model, checks that it is an image classifier and
+// sets up its preprocessing (the model's own, with the flags' overrides),
+// which it reports on stderr.
+func openClassifier(rt *rtFlags, pf *preprocessFlags, model string, size int, stderr io.Writer) (*classifier, error) {
+	over, err := pf.overrides()
+	if err != nil {
+		return nil, err
+	}
 	sess, err := rt.open(model, stderr)
 	if err != nil {
 		return nil, err
 	}
 	c, err := asClassifier(sess, model, size)
+	if err == nil {
+		var note string
+		c.eval, note, err = training.EvalPreprocessing(sess.Metadata, over)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", model, err)
+		} else {
+			c.eval.Size = c.size
+			fmt.Fprintln(stderr, note)
+		}
+	}
 	if err != nil {
 		sess.Destroy()
 		return nil, err
 	}
 	return c, nil
+}
+
+// preprocessFlags override a classifier's validation preprocessing.
+type preprocessFlags struct {
+	fs        *pflag.FlagSet
+	mean, std []float32
+	cropPct   float64
+	interp    string
+}
+
+func addPreprocessFlags(fs *pflag.FlagSet) *preprocessFlags {
+	f := &preprocessFlags{fs: fs}
+	fs.Float32SliceVar(&f.mean, "mean", nil, "R,G,B mean to subtract, on the 0-255 scale or, when all below 1, the 0-1 scale (default: the model's metadata, else ImageNet's)")
+	fs.Float32SliceVar(&f.std, "std", nil, "R,G,B standard deviation to divide by, scales as --mean (default: the model's metadata, else ImageNet's)")
+	fs.Float64Var(&f.cropPct, "crop-pct", 0, "center crop's share of the resized shorter side (default: the model's metadata, else 0.875 = 224/256)")
+	fs.StringVar(&f.interp, "interpolation", "", "resize filter: bilinear or bicubic (default: the model's metadata, else bilinear)")
+	return f
+}
+
+func (f *preprocessFlags) overrides() (training.PreprocessOverrides, error) {
+	var o training.PreprocessOverrides
+	for _, t := range []struct {
+		name string
+		v    []float32
+		dst  **[3]float32
+	}{{"mean", f.mean, &o.Mean}, {"std", f.std, &o.Std}} {
+		if !f.fs.Changed(t.name) {
+			continue
+		}
+		if len(t.v) != 3 {
+			return o, usageError{fmt.Errorf("--%s takes three values (R,G,B), got %d", t.name, len(t.v))}
+		}
+		*t.dst = &[3]float32{t.v[0], t.v[1], t.v[2]}
+	}
+	if f.fs.Changed("crop-pct") {
+		o.CropPct = &f.cropPct
+	}
+	o.Interpolation = f.interp
+	return o, nil
 }
 
 func (c *classifier) name(i int) string {
@@ -85,6 +142,7 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 	model := fs.String("model", "", "ONNX image classifier (ortrain export, graphgen, or another framework's)")
 	size := fs.Int("image-size", 0, "input size when the model's is dynamic")
 	top := fs.Int("top", 5, "classes to print per image")
+	pf := addPreprocessFlags(fs)
 	rt := addRuntimeFlags(fs)
 	if err := parse(fs, help, args, synopsis, stdout); err != nil {
 		return err
@@ -92,7 +150,7 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() == 0 {
 		return usageError{fmt.Errorf("give one or more image files")}
 	}
-	c, err := openClassifier(rt, *model, *size, stderr)
+	c, err := openClassifier(rt, pf, *model, *size, stderr)
 	if err != nil {
 		return err
 	}
@@ -103,7 +161,7 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 	for _, path := range fs.Args() {
 		img, err := data.DecodeFile(path)
 		if err == nil {
-			err = data.EvalTransform{Size: c.size}.Apply(img, buf)
+			err = c.eval.Apply(img, buf)
 		}
 		var logits []float32
 		if err == nil {
@@ -167,6 +225,7 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	batch := fs.Int("batch-size", 32, "images per run")
 	size := fs.Int("image-size", 0, "input size when the model's is dynamic")
 	workers := fs.Int("workers", 0, "decoding goroutines (0: one per core)")
+	pf := addPreprocessFlags(fs)
 	rt := addRuntimeFlags(fs)
 	if err := parse(fs, help, args, synopsis, stdout); err != nil {
 		return err
@@ -182,7 +241,7 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	root := ds.Root
-	c, err := openClassifier(rt, *model, *size, stderr)
+	c, err := openClassifier(rt, pf, *model, *size, stderr)
 	if err != nil {
 		return err
 	}
@@ -198,7 +257,7 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	l := &data.Loader{Data: ds, Batch: *batch, Size: c.size, Workers: *workers}
+	l := &data.Loader{Data: ds, Batch: *batch, Size: c.size, Workers: *workers, Eval: c.eval}
 	l.BadLimit = 1 // evaluation reports unreadable images instead of stopping
 	res, err := training.EvaluateBatches(l, c.sess, make([]*runtime.Tensor, 1), c.k)
 	if err != nil {

@@ -204,6 +204,9 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	if tr.Convolutions != "" {
 		fmt.Fprintf(stderr, "  %-16s %s\n", "(convolutions)", tr.Convolutions)
 	}
+	if teacher != nil && teacher.Note != "" {
+		fmt.Fprintf(stderr, "  %-16s %s\n", "(teacher)", teacher.Note)
+	}
 	if *resume == "" {
 		if err := training.SaveConfig(&cfg); err != nil {
 			return err

@@ -13,9 +13,12 @@ import (
 	"time"
 
 	"github.com/ortrain/ortrain/graphgen"
+	"github.com/ortrain/ortrain/graphgen/onnxpb"
 	"github.com/ortrain/ortrain/internal/testutil"
+	"github.com/ortrain/ortrain/models"
 	"github.com/ortrain/ortrain/training"
 	"github.com/ortrain/ortrain/training/data"
+	"google.golang.org/protobuf/proto"
 )
 
 // buildCLI compiles ortrain for tests that need a separate process.
@@ -359,5 +362,137 @@ func TestUnreadableImages(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(stderr), "\n")
 	if code == 0 || !strings.Contains(lines[len(lines)-1], "unreadable images") {
 		t.Errorf("over the limit: exit %d, %q", code, lines[len(lines)-1])
+	}
+}
+
+// renormalized writes a copy of an exported classifier that expects
+// images normalized by mean and std (0-255 scale) instead of the seed's,
+// and says so in its metadata: x_seed = x*(std/seedStd) + (mean-seedMean)/seedStd
+// runs before the original graph, so on its own preprocessing it gives the
+// original's logits.
+func renormalized(t *testing.T, src, dst string, mean, std [3]float32) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m onnxpb.ModelProto
+	if err := proto.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	g := m.Graph
+	in := g.Input[0].GetName()
+	var a, c []float32
+	for i := 0; i < 3; i++ {
+		a = append(a, std[i]/data.Std[i])
+		c = append(c, (mean[i]-data.Mean[i])/data.Std[i])
+	}
+	const scaled, shifted = "renorm/scaled", "renorm/images"
+	for _, n := range g.Node {
+		for i, x := range n.Input {
+			if x == in {
+				n.Input[i] = shifted
+			}
+		}
+	}
+	tensor := func(name string, v []float32) *onnxpb.TensorProto {
+		return &onnxpb.TensorProto{Name: proto.String(name), Dims: []int64{1, 3, 1, 1},
+			DataType: proto.Int32(int32(onnxpb.TensorProto_FLOAT)), FloatData: v}
+	}
+	g.Initializer = append(g.Initializer, tensor("renorm/a", a), tensor("renorm/c", c))
+	g.Node = append([]*onnxpb.NodeProto{
+		{OpType: proto.String("Mul"), Input: []string{in, "renorm/a"}, Output: []string{scaled}, Name: proto.String("renorm/mul")},
+		{OpType: proto.String("Add"), Input: []string{scaled, "renorm/c"}, Output: []string{shifted}, Name: proto.String("renorm/add")},
+	}, g.Node...)
+	for _, kv := range m.MetadataProps {
+		switch kv.GetKey() {
+		case models.MetaMean:
+			kv.Value = proto.String(fmt.Sprintf("%g,%g,%g", mean[0], mean[1], mean[2]))
+		case models.MetaStd:
+			kv.Value = proto.String(fmt.Sprintf("%g,%g,%g", std[0], std[1], std[2]))
+		}
+	}
+	out, err := proto.Marshal(&m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// eval and predict take a classifier's preprocessing from its metadata: a
+// model that expects other normalization (mean and std 127.5, as timm's
+// 0.5 on the 0-1 scale) scores exactly as the original without any flag,
+// and differently when flags force the seed's normalization on it; a model
+// without metadata gets the defaults, and says so.
+func TestEvalUsesModelPreprocessing(t *testing.T) {
+	testutil.InitORT(t)
+	dir := fashion(t, 40, 20)
+	out := filepath.Join(t.TempDir(), "run")
+	args := []string{"train", "--data", dir, "--out", out, "--model", "resnet18", "--image-size", "32", "--epochs", "2",
+		"--batch-size", "20", "--lr-base", "0.4", "--seed", "1"}
+	if code, stdout, stderr := runCLI(args...); code != 0 {
+		t.Fatalf("train: exit %d\n%s%s", code, stdout, stderr)
+	}
+	orig := filepath.Join(out, "model.onnx")
+	other := filepath.Join(t.TempDir(), "other.onnx")
+	renormalized(t, orig, other, [3]float32{127.5, 127.5, 127.5}, [3]float32{127.5, 127.5, 127.5})
+	eval := func(model string, flags ...string) (string, string) {
+		t.Helper()
+		code, stdout, stderr := runCLI(append([]string{"eval", "--model", model, "--data", dir}, flags...)...)
+		if code != 0 {
+			t.Fatalf("eval %s %v: exit %d\n%s", model, flags, code, stderr)
+		}
+		_, score, _ := strings.Cut(stdout, "images): ")
+		return score, stderr
+	}
+	want, note := eval(orig)
+	if !strings.Contains(note, "mean 123.68,116.779,103.939, std 58.393,57.12,57.375, crop 0.875, bilinear (from the model's metadata)") {
+		t.Errorf("original model: %q", note)
+	}
+	got, note := eval(other)
+	if got != want {
+		t.Errorf("renormalized model: %q, the original %q", got, want)
+	}
+	if !strings.Contains(note, "mean 127.5,127.5,127.5, std 127.5,127.5,127.5") {
+		t.Errorf("renormalized model's preprocessing: %q", note)
+	}
+	forced, note := eval(other, "--mean", "123.68,116.779,103.939", "--std", "58.393,57.12,57.375")
+	if forced == want || !strings.Contains(note, "from --mean, --std and the model's metadata") {
+		t.Errorf("seed normalization forced on the renormalized model: %q (%q), the original %q", forced, note, want)
+	}
+	// The 0-1 scale, as timm and torchvision write it.
+	if got, _ := eval(other, "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5"); got != want {
+		t.Errorf("--mean/--std 0.5 on the 0-1 scale: %q, want %q", got, want)
+	}
+	bare := filepath.Join(t.TempDir(), "bare.onnx")
+	m, err := models.Build(models.Options{Name: "resnet18", Classes: 10, ImageSize: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Graph.WriteFile(bare, graphgen.ModelInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, note := eval(bare); !strings.Contains(note, "the model states none: ImageNet's defaults") {
+		t.Errorf("model without metadata: %q", note)
+	}
+	if _, note := eval(bare, "--interpolation", "bicubic", "--crop-pct", "1"); !strings.Contains(note, "crop 1, bicubic (from --crop-pct, --interpolation; the rest ImageNet's defaults") {
+		t.Errorf("model without metadata, with flags: %q", note)
+	}
+	img := filepath.Join(dir, "val", "1-trouser", "2.png")
+	_, p1, _ := runCLI("predict", "--model", orig, img)
+	_, p2, _ := runCLI("predict", "--model", other, img)
+	if p1 == "" || p1 != p2 {
+		t.Errorf("predict: original %q, renormalized %q", p1, p2)
+	}
+	for _, c := range []struct{ flag, value, want string }{
+		{"--mean", "1,2", "--mean takes three values"},
+		{"--std", "1,0,1", "must be above 0"},
+		{"--crop-pct", "1.5", "not in (0, 1]"},
+		{"--interpolation", "lanczos", "bilinear or bicubic"},
+	} {
+		code, _, stderr := runCLI("eval", "--model", other, "--data", dir, c.flag, c.value)
+		wantOneLine(t, code, stderr, c.want)
 	}
 }

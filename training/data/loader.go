@@ -35,11 +35,14 @@ func (b *Batch) Release() {
 
 // Loader turns a dataset into batches on all cores.
 type Loader struct {
-	Data    *Dataset
-	Batch   int
-	Size    int
-	Train   bool // random order and TrainTransform; else file order and EvalTransform
-	Aug     TrainTransform
+	Data  *Dataset
+	Batch int
+	Size  int
+	Train bool // random order and TrainTransform; else file order and EvalTransform
+	Aug   TrainTransform
+	// Eval is the validation transform's settings (its Size is the
+	// loader's); the zero value is the default pipeline.
+	Eval    EvalTransform
 	Workers int // decoding goroutines (default: one per core)
 	Seed    uint64
 	// Prefetch is how many batches are prepared ahead (default 2).
@@ -239,7 +242,9 @@ func (l *Loader) fill(epoch, pos int, order []int, dst []float32, label *int, ba
 		if l.Train {
 			err = l.Aug.Apply(img, l.sampleRNG(epoch, pos), dst)
 		} else {
-			err = EvalTransform{Size: l.Size}.Apply(img, dst)
+			e := l.Eval
+			e.Size = l.Size
+			err = e.Apply(img, dst)
 		}
 		if err != nil {
 			return false, newBad, fmt.Errorf("%s: %w", s.Path, err)

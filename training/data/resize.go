@@ -1,14 +1,60 @@
 package data
 
 import (
+	"fmt"
 	"math"
 	"sync"
 )
 
-// Resampling is antialiased bilinear, as PIL's Image.resize(BILINEAR) (and
-// so torchvision's Resize and RandomResizedCrop on PIL images) does: a
-// triangle filter whose support widens with the downscaling factor, so that
-// shrinking averages every source pixel instead of skipping some.
+// Resampling is antialiased, as PIL's Image.resize (and so torchvision's
+// Resize and RandomResizedCrop on PIL images, and timm's) does: a filter
+// whose support widens with the downscaling factor, so that shrinking
+// averages every source pixel instead of skipping some. Bilinear is a
+// triangle filter; bicubic PIL's cubic convolution with a = -0.5, whose
+// negative lobes can overshoot, so its passes clamp to 0-255 as PIL's
+// 8-bit images do.
+
+// Interp is a resampling filter.
+type Interp string
+
+// The filters.
+const (
+	Bilinear Interp = "bilinear"
+	Bicubic  Interp = "bicubic"
+)
+
+// ParseInterp reads a filter name.
+func ParseInterp(s string) (Interp, error) {
+	switch i := Interp(s); i {
+	case Bilinear, Bicubic:
+		return i, nil
+	}
+	return "", fmt.Errorf("unknown interpolation %q (bilinear or bicubic)", s)
+}
+
+// support is the filter's half-width at scale 1.
+func (i Interp) support() float64 {
+	if i == Bicubic {
+		return 2
+	}
+	return 1
+}
+
+// weight is the filter at distance x (in source pixels at scale 1).
+func (i Interp) weight(x float64) float64 {
+	x = math.Abs(x)
+	if i == Bicubic {
+		const a = -0.5
+		switch {
+		case x < 1:
+			return ((a+2)*x-(a+3))*x*x + 1
+		case x < 2:
+			return (((x-5)*x+8)*x - 4) * a
+		}
+		return 0
+	}
+	return math.Max(1-x, 0)
+}
 
 // taps are the source indices and weights of one output position.
 type taps struct {
@@ -17,14 +63,15 @@ type taps struct {
 }
 
 // filterTaps computes, for output positions [from, to) of an axis of length
-// outLen that maps onto the source interval [lo, hi), the bilinear taps. The
-// taps stay inside [floor(lo), ceil(hi)): a crop is resampled from its own
-// pixels only, as torchvision's crop-then-resize does.
-func filterTaps(lo, hi float64, inLen, outLen, from, to int) []taps {
+// outLen that maps onto the source interval [lo, hi), the filter's taps.
+// The taps stay inside [floor(lo), ceil(hi)): a crop is resampled from its
+// own pixels only, as torchvision's crop-then-resize does.
+func filterTaps(f Interp, lo, hi float64, inLen, outLen, from, to int) []taps {
 	first, last := max(int(math.Floor(lo)), 0), min(int(math.Ceil(hi)), inLen)
 	scale := (hi - lo) / float64(outLen)
-	support := math.Max(scale, 1)
-	inv := 1 / support
+	filterScale := math.Max(scale, 1)
+	support := f.support() * filterScale
+	inv := 1 / filterScale
 	out := make([]taps, 0, to-from)
 	for o := from; o < to; o++ {
 		center := lo + (float64(o)+0.5)*scale
@@ -34,10 +81,7 @@ func filterTaps(lo, hi float64, inLen, outLen, from, to int) []taps {
 		var sum float64
 		ws := make([]float64, 0, xmax-xmin)
 		for x := xmin; x < xmax; x++ {
-			w := 1 - math.Abs((float64(x)-center+0.5)*inv)
-			if w < 0 {
-				w = 0
-			}
+			w := f.weight((float64(x) - center + 0.5) * inv)
 			ws = append(ws, w)
 			sum += w
 		}
@@ -68,12 +112,12 @@ func getScratch(n int) *[]float32 {
 }
 
 // resample maps the source box [x0,x1) x [y0,y1) onto an image of fullW x
-// fullH and returns the window [wx, wx+ww) x [wy, wy+wh) of it as float32
-// RGB (interleaved, 0-255 scale). The result comes from a pool: hand it
-// back with putScratch when done.
-func resample(src *RGB, x0, y0, x1, y1 float64, fullW, fullH, wx, wy, ww, wh int) *[]float32 {
-	cols := filterTaps(x0, x1, src.W, fullW, wx, wx+ww)
-	rows := filterTaps(y0, y1, src.H, fullH, wy, wy+wh)
+// fullH with filter f and returns the window [wx, wx+ww) x [wy, wy+wh) of
+// it as float32 RGB (interleaved, 0-255 scale). The result comes from a
+// pool: hand it back with scratch.Put when done.
+func resample(f Interp, src *RGB, x0, y0, x1, y1 float64, fullW, fullH, wx, wy, ww, wh int) *[]float32 {
+	cols := filterTaps(f, x0, x1, src.W, fullW, wx, wx+ww)
+	rows := filterTaps(f, y0, y1, src.H, fullH, wy, wy+wh)
 	// Only the source rows the vertical pass reads.
 	rmin, rmax := src.H, 0
 	for _, r := range rows {
@@ -98,6 +142,9 @@ func resample(src *RGB, x0, y0, x1, y1 float64, fullW, fullH, wx, wy, ww, wh int
 			d := drow[3*x : 3*x+3]
 			d[0], d[1], d[2] = r, g, b
 		}
+		if f == Bicubic {
+			clamp255(drow)
+		}
 	}
 	// Vertical pass.
 	outP := getScratch(wh * ww * 3)
@@ -117,6 +164,15 @@ func resample(src *RGB, x0, y0, x1, y1 float64, fullW, fullH, wx, wy, ww, wh int
 				drow[i] += w * v
 			}
 		}
+		if f == Bicubic {
+			clamp255(drow)
+		}
 	}
 	return outP
+}
+
+func clamp255(xs []float32) {
+	for i, v := range xs {
+		xs[i] = min(max(v, 0), 255)
+	}
 }

@@ -13,6 +13,21 @@ var (
 	Std  = [3]float32{58.393, 57.12, 57.375}
 )
 
+// Norm is a per-channel normalization, (pixel - Mean) / Std, on the 0-255
+// pixel scale.
+type Norm struct{ Mean, Std [3]float32 }
+
+// SeedNorm is the seed's normalization, the one ortrain's models expect.
+var SeedNorm = Norm{Mean: Mean, Std: Std}
+
+// orSeed is n, or SeedNorm when n is the zero value.
+func (n Norm) orSeed() Norm {
+	if n == (Norm{}) {
+		return SeedNorm
+	}
+	return n
+}
+
 // AlexNet's PCA lighting: ImageNet's RGB eigenvalues (0-1 scale) and
 // eigenvectors (columns).
 var (
@@ -119,23 +134,23 @@ func (t TrainTransform) ApplyDraw(img *RGB, d Draw, dst []float32) error {
 	if len(dst) != 3*s*s {
 		return fmt.Errorf("transform: destination holds %d values, want %d", len(dst), 3*s*s)
 	}
-	px := resample(img, float64(d.X), float64(d.Y), float64(d.X+d.W), float64(d.Y+d.H), s, s, 0, 0, s, s)
+	px := resample(Bilinear, img, float64(d.X), float64(d.Y), float64(d.X+d.W), float64(d.Y+d.H), s, s, 0, 0, s, s)
 	defer scratch.Put(px)
 	m := mul3(hue3(d.HueAngle), mul3(saturate3(d.Saturation), scale3(d.Brightness)))
-	writeCHW(*px, s, s, m, d.Lighting, d.Flip, dst)
+	writeCHW(*px, s, s, m, d.Lighting, d.Flip, SeedNorm, dst)
 	return nil
 }
 
 // writeCHW applies out = m*rgb + shift per pixel, normalizes and writes CHW,
 // mirrored left-right when flip is set.
-func writeCHW(px []float32, w, h int, m [3][3]float64, shift [3]float64, flip bool, dst []float32) {
+func writeCHW(px []float32, w, h int, m [3][3]float64, shift [3]float64, flip bool, n Norm, dst []float32) {
 	var mf [3][3]float32
 	var bf [3]float32
 	for c := 0; c < 3; c++ {
 		for k := 0; k < 3; k++ {
-			mf[c][k] = float32(m[c][k]) / Std[c]
+			mf[c][k] = float32(m[c][k]) / n.Std[c]
 		}
-		bf[c] = (float32(shift[c]) - Mean[c]) / Std[c]
+		bf[c] = (float32(shift[c]) - n.Mean[c]) / n.Std[c]
 	}
 	plane := w * h
 	d0, d1, d2 := dst[:plane], dst[plane:2*plane], dst[2*plane:3*plane]
@@ -212,10 +227,18 @@ func inverse3(m [3][3]float64) [3][3]float64 {
 	return inv
 }
 
+// DefaultCropPct is the validation crop's share of the resized shorter side,
+// 224/256 (torchvision's, GluonCV's and timm's default).
+const DefaultCropPct = 0.875
+
 // EvalTransform is the validation pipeline: resize the shorter side to
-// Size*256/224 (bilinear, antialiased), center-crop Size x Size, normalize.
+// Size/CropPct (antialiased), center-crop Size x Size, normalize. Zero
+// fields take the defaults: DefaultCropPct, Bilinear, SeedNorm.
 type EvalTransform struct {
-	Size int
+	Size    int
+	CropPct float64
+	Interp  Interp
+	Norm    Norm
 }
 
 // Apply writes the normalized CHW center crop of img into dst.
@@ -224,8 +247,19 @@ func (t EvalTransform) Apply(img *RGB, dst []float32) error {
 	if len(dst) != 3*s*s {
 		return fmt.Errorf("transform: destination holds %d values, want %d", len(dst), 3*s*s)
 	}
-	// Python's round (half to even) throughout, as torchvision computes.
-	short := int(math.RoundToEven(float64(s) * 256 / 224))
+	crop, interp := t.CropPct, t.Interp
+	if crop == 0 {
+		crop = DefaultCropPct
+	}
+	if interp == "" {
+		interp = Bilinear
+	}
+	if crop <= 0 || crop > 1 {
+		return fmt.Errorf("transform: crop share %g is not in (0, 1]", crop)
+	}
+	// Python's round (half to even) throughout, as torchvision computes
+	// Resize(round(Size*256/224)) in its reference scripts.
+	short := int(math.RoundToEven(float64(s) / crop))
 	w, h := short, short
 	if img.W < img.H {
 		h = int(float64(short) * float64(img.H) / float64(img.W)) // torchvision truncates the long side
@@ -237,8 +271,8 @@ func (t EvalTransform) Apply(img *RGB, dst []float32) error {
 	}
 	top := int(math.RoundToEven(float64(h-s) / 2))
 	left := int(math.RoundToEven(float64(w-s) / 2))
-	px := resample(img, 0, 0, float64(img.W), float64(img.H), w, h, left, top, s, s)
+	px := resample(interp, img, 0, 0, float64(img.W), float64(img.H), w, h, left, top, s, s)
 	defer scratch.Put(px)
-	writeCHW(*px, s, s, scale3(1), [3]float64{}, false, dst)
+	writeCHW(*px, s, s, scale3(1), [3]float64{}, false, t.Norm.orSeed(), dst)
 	return nil
 }
