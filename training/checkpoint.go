@@ -178,4 +178,7 @@ type EpochSums struct {
 	Loss, Hard, Soft, TeacherSec float64
 	Correct, Seen, Skipped       int
 	Unreadable, Images           int
+	// ResumedImages are the images of the epoch done before this process
+	// resumed it (not saved: a resume sets it).
+	ResumedImages int `json:"-"`
 }

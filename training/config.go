@@ -192,6 +192,27 @@ func (c *Config) Print(w interface{ Write([]byte) (int, error) }) {
 	fmt.Fprintf(w, "  %-16s %g\n", "(peak lr)", c.PeakLR())
 }
 
+// Schedule is the run's learning-rate schedule for epochs of the given
+// number of steps: linear warmup over WarmupEpochs, then cosine decay or
+// step decay at LRSteps (epochs, or fractions of the run).
+func (c *Config) Schedule(steps int) (Schedule, error) {
+	s := Schedule{Base: c.PeakLR(), Mode: c.LRMode, Warmup: int(math.Round(c.WarmupEpochs * float64(steps))),
+		Total: steps * c.Epochs, Factor: c.LRFactor}
+	seen := map[int]bool{}
+	for _, f := range c.LRSteps {
+		e := f // epochs, or a fraction of the run
+		if f < 1 {
+			e = math.Round(f * float64(c.Epochs))
+		}
+		// A short run can round two decay points onto one epoch: decay once.
+		if m := int(e) * steps; !seen[m] && m > 0 && m < s.Total {
+			seen[m] = true
+			s.Milestones = append(s.Milestones, m)
+		}
+	}
+	return s, s.Validate()
+}
+
 // SaveConfig writes config.json into the run folder.
 func SaveConfig(c *Config) error {
 	b, err := json.MarshalIndent(c, "", "  ")

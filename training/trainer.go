@@ -12,7 +12,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/ortrain/ortrain/graphgen"
 	"github.com/ortrain/ortrain/models"
 	"github.com/ortrain/ortrain/runtime"
 	"github.com/ortrain/ortrain/training/data"
@@ -59,6 +58,8 @@ type Trainer struct {
 	hist       []EpochRecord
 	meta       CheckpointMeta
 	classes    int
+	done       int   // steps run by this process (for StopAfter)
+	labels     []int // scratch: the labels of the batch being stepped
 }
 
 // checkpoint file names in <out>/checkpoints/.
@@ -72,89 +73,28 @@ func CheckpointDir(out string) string { return filepath.Join(out, "checkpoints")
 
 // Setup opens the data, builds the graphs and sessions, and loads the
 // checkpoint when resuming. rt are the ONNX Runtime options of the student.
+// Nothing is written before every check has passed: a failed start leaves
+// no run folder behind.
 func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	c := &t.Config
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	train, val, err := data.OpenSplits(c.Data)
-	if err != nil {
+	if err := t.openData(); err != nil {
 		return err
 	}
-	t.train, t.val, t.classes = train, val, len(train.Classes)
-	if len(train.Samples) < c.BatchSize {
-		return fmt.Errorf("dataset %s: %d training images, fewer than one batch of %d", c.Data, len(train.Samples), c.BatchSize)
-	}
-	mo := models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Batch: c.BatchSize,
-		Seed: c.Seed, ZeroGamma: c.ZeroGamma, Opset: c.Opset}
-	so := StepOptions{Model: mo, Distill: c.Teacher != "", NoBiasDecay: c.NoBiasDecay, FP16: c.FP16}
-	switch {
-	case !rt.Provider.CPU(): // the portable graph; nothing to say
-	case c.FP16:
-		t.Convolutions = "plain (the float16 step)"
-	case c.PlainConv:
-		t.Convolutions = "plain (--plain-conv)"
-	default:
-		// On the CPU, the blocked convolutions when this ONNX Runtime has
-		// them (NchwcBlock's probe); otherwise the portable step.
-		var perr error
-		if so.NchwcBlock, perr = NchwcBlock(rt); perr != nil {
-			t.Convolutions = fmt.Sprintf("plain (%v)", perr)
-		} else {
-			t.Convolutions = fmt.Sprintf("blocked (ONNX Runtime NCHWc, block %d)", so.NchwcBlock)
-		}
-	}
-	t.step, err = BuildStep(so)
-	if err != nil {
+	var err error
+	if t.step, err = BuildStep(t.stepOptions(rt)); err != nil {
 		return err
 	}
-	state := t.step.InitialState()
-	t.meta = CheckpointMeta{Model: t.step.Model.Name, Classes: train.Classes, ImageSize: c.ImageSize, BestTop1: -1}
-	if c.FP16 {
-		t.scaler = NewLossScaler()
-	}
-	if resume {
-		ck, err := ReadCheckpoint(filepath.Join(CheckpointDir(c.Out), lastCheckpoint))
-		if err != nil {
-			return err
-		}
-		if err := t.compatible(ck); err != nil {
-			return err
-		}
-		state, t.meta = ck.Tensors, ck.Meta
-		if c.FP16 && ck.Meta.Scaler != nil {
-			s := *ck.Meta.Scaler
-			t.scaler = &s
-		}
-		hist, err := ReadMetrics(c.Out)
-		if err != nil {
-			return err
-		}
-		for _, r := range hist {
-			if r.Epoch <= t.meta.Epoch {
-				t.hist = append(t.hist, r)
-			}
-		}
+	state, err := t.startState(resume)
+	if err != nil {
+		return err
 	}
 	if t.st, err = NewStepper(t.step, state, rt); err != nil {
 		return err
 	}
-	steps := t.stepsPerEpoch()
-	t.sched = Schedule{Base: c.PeakLR(), Mode: c.LRMode, Warmup: int(math.Round(c.WarmupEpochs * float64(steps))),
-		Total: steps * c.Epochs, Factor: c.LRFactor}
-	seenMilestone := map[int]bool{}
-	for _, f := range c.LRSteps {
-		e := f // epochs, or a fraction of the run
-		if f < 1 {
-			e = math.Round(f * float64(c.Epochs))
-		}
-		// A short run can round two decay points onto one epoch: decay once.
-		if m := int(e) * steps; !seenMilestone[m] && m > 0 && m < t.sched.Total {
-			seenMilestone[m] = true
-			t.sched.Milestones = append(t.sched.Milestones, m)
-		}
-	}
-	if err := t.sched.Validate(); err != nil {
+	if t.sched, err = c.Schedule(t.stepsPerEpoch()); err != nil {
 		return err
 	}
 	if err := t.setupEval(rt); err != nil {
@@ -165,13 +105,93 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 			return err
 		}
 	}
-	// The run folder is made only once everything else worked, so a failed
-	// start leaves nothing behind; temporary files of a checkpoint write
-	// that a crash interrupted are removed.
-	if err := os.MkdirAll(CheckpointDir(c.Out), 0o755); err != nil {
-		return fmt.Errorf("run folder %s: %w", c.Out, err)
+	return t.makeRunFolder()
+}
+
+// openData opens the training and validation folders.
+func (t *Trainer) openData() error {
+	c := &t.Config
+	train, val, err := data.OpenSplits(c.Data)
+	if err != nil {
+		return err
 	}
-	stale, _ := filepath.Glob(filepath.Join(CheckpointDir(c.Out), ".*.tmp*"))
+	t.train, t.val, t.classes = train, val, len(train.Classes)
+	if len(train.Samples) < c.BatchSize {
+		return fmt.Errorf("dataset %s: %d training images, fewer than one batch of %d", c.Data, len(train.Samples), c.BatchSize)
+	}
+	return nil
+}
+
+// stepOptions are the train step's options, and on the CPU the choice of
+// its convolutions (Convolutions says which and why).
+func (t *Trainer) stepOptions(rt runtime.Options) StepOptions {
+	c := &t.Config
+	mo := models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Batch: c.BatchSize,
+		Seed: c.Seed, ZeroGamma: c.ZeroGamma, Opset: c.Opset}
+	so := StepOptions{Model: mo, Distill: c.Teacher != "", NoBiasDecay: c.NoBiasDecay, FP16: c.FP16}
+	switch {
+	case !rt.Provider.CPU(): // the portable graph; nothing to say
+	case c.FP16:
+		t.Convolutions = "plain (the float16 step)"
+	case c.PlainConv:
+		t.Convolutions = "plain (--plain-conv)"
+	default:
+		// The blocked convolutions when this ONNX Runtime has them
+		// (NchwcBlock's probe); otherwise the portable step.
+		var err error
+		if so.NchwcBlock, err = NchwcBlock(rt); err != nil {
+			t.Convolutions = fmt.Sprintf("plain (%v)", err)
+		} else {
+			t.Convolutions = fmt.Sprintf("blocked (ONNX Runtime NCHWc, block %d)", so.NchwcBlock)
+		}
+	}
+	return so
+}
+
+// startState is the state the run starts from: the model's initialization,
+// or the last checkpoint's (with its metadata, loss scale and history) when
+// resuming.
+func (t *Trainer) startState(resume bool) (map[string][]float32, error) {
+	c := &t.Config
+	t.meta = CheckpointMeta{Model: t.step.Model.Name, Classes: t.train.Classes, ImageSize: c.ImageSize, BestTop1: -1}
+	if c.FP16 {
+		t.scaler = NewLossScaler()
+	}
+	if !resume {
+		return t.step.InitialState(), nil
+	}
+	ck, err := ReadCheckpoint(filepath.Join(CheckpointDir(c.Out), lastCheckpoint))
+	if err != nil {
+		return nil, err
+	}
+	if err := t.compatible(ck); err != nil {
+		return nil, err
+	}
+	t.meta = ck.Meta
+	if c.FP16 && ck.Meta.Scaler != nil {
+		s := *ck.Meta.Scaler
+		t.scaler = &s
+	}
+	hist, err := ReadMetrics(c.Out)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range hist {
+		if r.Epoch <= t.meta.Epoch {
+			t.hist = append(t.hist, r)
+		}
+	}
+	return ck.Tensors, nil
+}
+
+// makeRunFolder makes the run folder and removes temporary files of a
+// checkpoint write that a crash interrupted.
+func (t *Trainer) makeRunFolder() error {
+	dir := CheckpointDir(t.Config.Out)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("run folder %s: %w", t.Config.Out, err)
+	}
+	stale, _ := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
 	for _, f := range stale {
 		os.Remove(f)
 	}
@@ -206,30 +226,6 @@ func (t *Trainer) ClassNames() []string { return t.train.Classes }
 
 func (t *Trainer) stepsPerEpoch() int { return len(t.train.Samples) / t.Config.BatchSize }
 
-// setupEval builds the evaluation graph: the same network with BatchNorm in
-// inference mode, reading the parameters and statistics straight from the
-// stepper's state tensors.
-func (t *Trainer) setupEval(rt runtime.Options) error {
-	c := &t.Config
-	var names []string
-	mo := models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Opset: c.Opset,
-		Param: func(g *graphgen.Graph, name string, kind models.ParamKind, tt *graphgen.Tensor) *graphgen.Value {
-			names = append(names, name)
-			return g.Input(name, graphgen.Float, tt.Shape())
-		}}
-	m, err := models.Build(mo)
-	if err != nil {
-		return err
-	}
-	b, err := m.Graph.Marshal(graphgen.ModelInfo{})
-	if err != nil {
-		return err
-	}
-	t.evalNames = names
-	t.eval, err = runtime.NewSession(b, append([]string{models.InputName}, names...), []string{models.OutputName}, rt)
-	return err
-}
-
 // Close releases the sessions.
 func (t *Trainer) Close() {
 	t.st.Close()
@@ -240,104 +236,13 @@ func (t *Trainer) Close() {
 // checkpointing after each epoch, and exports the final model.
 func (t *Trainer) Run(ctx context.Context) error {
 	c := &t.Config
-	steps := t.stepsPerEpoch()
-	trainLoader := &data.Loader{Data: t.train, Batch: c.BatchSize, Size: c.ImageSize, Train: true,
+	loader := &data.Loader{Data: t.train, Batch: c.BatchSize, Size: c.ImageSize, Train: true,
 		Aug: data.NewTrainTransform(c.ImageSize), Workers: c.Workers, Seed: c.Seed, BadLimit: c.BadLimit}
-	done := 0
 	for epoch := t.meta.Epoch; epoch < c.Epochs; epoch++ {
 		start := time.Now()
-		first := t.meta.Batch
-		t.Prog.Begin(fmt.Sprintf("epoch %d/%d", epoch+1, c.Epochs), steps, first)
-		loaderCtx, cancelLoader := context.WithCancel(context.Background())
-		ch, err := trainLoader.Epoch(loaderCtx, epoch, first)
+		sums, interrupted, err := t.trainEpoch(ctx, loader, epoch)
 		if err != nil {
-			cancelLoader()
 			return err
-		}
-		var sums EpochSums
-		resumedImages := 0
-		if first > 0 {
-			sums = t.meta.Partial // the part of this epoch done before a resume
-			resumedImages = sums.Images
-		}
-		labelsBuf := make([]int, 0, c.BatchSize)
-		interrupted := false
-		batches := t.prepare(loaderCtx, ch, epoch)
-		for p := range batches {
-			if p.err != nil {
-				cancelLoader()
-				return p.err
-			}
-			copy(t.st.Images(), p.images)
-			copy(t.st.Targets(), p.targets)
-			if t.Teacher != nil {
-				copy(t.st.TeacherLogits(), p.teacher)
-				sums.TeacherSec += p.teacherSec
-			}
-			labels := append(labelsBuf[:0], p.labels...)
-			sums.Unreadable += len(p.unreadable)
-			for _, f := range p.unreadable {
-				if sums.Unreadable <= 3 {
-					fmt.Fprintf(t.Log, "warning: unreadable image %s, replaced\n", f)
-				}
-			}
-			index := p.index
-			if c.TeacherOverlap {
-				p.recycle() // the next batch and its teacher run during this step
-			}
-			lr := t.sched.LR(t.meta.Step)
-			h := Hyper{LR: float32(lr), Momentum: float32(c.Momentum), WeightDecay: float32(c.WeightDecay),
-				KDTemperature: float32(c.KDTemperature), KDHardWeight: float32(c.KDHardWeight)}
-			if t.scaler != nil {
-				h.LossScale = t.scaler.Scale
-			}
-			res, err := t.st.Run(h)
-			if !c.TeacherOverlap {
-				p.recycle()
-			}
-			if err != nil {
-				cancelLoader()
-				return err
-			}
-			if t.scaler != nil {
-				if err := t.scaler.Update(res.Finite); err != nil {
-					cancelLoader()
-					return err
-				}
-			} else if !res.Finite {
-				cancelLoader()
-				return fmt.Errorf("step %d: the loss or a gradient is not finite (loss %g); lower the learning rate", t.meta.Step, res.Losses[0])
-			}
-			if !res.Finite {
-				sums.Skipped++
-			} else {
-				sums.Loss += float64(res.Losses[0])
-				if len(res.Losses) == 3 {
-					sums.Hard += float64(res.Losses[1])
-					sums.Soft += float64(res.Losses[2])
-				}
-				sums.Correct += topKCorrect(t.st.Logits(), labels, t.classes, 1)
-				sums.Seen += c.BatchSize
-			}
-			sums.Images += c.BatchSize
-			t.meta.Step++
-			t.meta.Batch = index + 1
-			done++
-			extra := ""
-			if t.scaler != nil {
-				extra = fmt.Sprintf("  scale %g", t.scaler.Scale)
-			}
-			t.Prog.Update(index+1, c.BatchSize, sums.Loss/math.Max(float64(sums.Seen/c.BatchSize), 1), lr, extra)
-			if ctx.Err() != nil || (t.StopAfter > 0 && done >= t.StopAfter) {
-				interrupted = true
-				break
-			}
-		}
-		cancelLoader()
-		for p := range batches { // drain: the pipeline stops at the cancellation
-			p.recycle()
-		}
-		for range ch {
 		}
 		if interrupted {
 			t.Prog.End()
@@ -352,39 +257,11 @@ func (t *Trainer) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		top1, top5, vloss := ev.Top1, ev.Top5, ev.Loss
-		nb := math.Max(float64(sums.Seen/c.BatchSize), 1)
-		rec := EpochRecord{Epoch: epoch + 1, Step: t.meta.Step, LR: t.sched.LR(max(t.meta.Step-1, 0)),
-			TrainLoss: sums.Loss / nb, TrainTop1: float64(sums.Correct) / math.Max(float64(sums.Seen), 1),
-			ValTop1: top1, ValTop5: top5, ValLoss: vloss,
-			ImagesPerS: float64(sums.Images-resumedImages) / trainSec, // this process's images
-			Skipped:    sums.Skipped, Unreadable: sums.Unreadable, Seconds: time.Since(start).Seconds()}
-		if t.Teacher != nil {
-			rec.TrainHard, rec.TrainSoft = sums.Hard/nb, sums.Soft/nb
-			rec.TeacherMS = 1000 * sums.TeacherSec / float64(max(sums.Images/c.BatchSize, 1))
-		}
-		t.meta.Partial = EpochSums{}
-		if t.scaler != nil {
-			rec.LossScale = float64(t.scaler.Scale)
-		}
+		rec := t.epochRecord(epoch, sums, ev, trainSec, time.Since(start).Seconds())
 		t.hist = append(t.hist, rec)
-		t.meta.Epoch, t.meta.Batch, t.meta.LastTop1 = epoch+1, 0, top1
-		notes := ""
-		if rec.Unreadable > 0 {
-			notes += fmt.Sprintf(", %d unreadable images replaced", rec.Unreadable)
-		}
-		if len(ev.Unreadable) > 0 {
-			notes += fmt.Sprintf(", %d unreadable validation images skipped (%s)", len(ev.Unreadable), ev.Unreadable[0])
-		}
-		if rec.Skipped > 0 {
-			notes += fmt.Sprintf(", %d steps skipped for overflow", rec.Skipped)
-		}
-		if t.Teacher != nil {
-			notes += fmt.Sprintf(", loss hard %.4f soft %.4f, teacher %.0f ms/batch", rec.TrainHard, rec.TrainSoft, rec.TeacherMS)
-		}
-		fmt.Fprintf(t.Log, "epoch %d/%d: train loss %.4f, val top-1 %.2f%%, top-5 %.2f%%, val loss %.4f, %.1f img/s, %.0fs%s\n",
-			epoch+1, c.Epochs, rec.TrainLoss, 100*top1, 100*top5, vloss, rec.ImagesPerS, rec.Seconds, notes)
-		if err := t.endOfEpoch(top1); err != nil {
+		t.meta.Epoch, t.meta.Batch, t.meta.LastTop1, t.meta.Partial = epoch+1, 0, ev.Top1, EpochSums{}
+		fmt.Fprintln(t.Log, t.epochLine(rec, ev))
+		if err := t.endOfEpoch(ev.Top1); err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -392,6 +269,148 @@ func (t *Trainer) Run(ctx context.Context) error {
 		}
 	}
 	return t.exportFinal()
+}
+
+// trainEpoch trains on the epoch's batches from where a resumed run left
+// it, and says whether it stopped early (interrupted, or StopAfter).
+func (t *Trainer) trainEpoch(ctx context.Context, loader *data.Loader, epoch int) (sums EpochSums, interrupted bool, err error) {
+	c := &t.Config
+	first := t.meta.Batch
+	if first > 0 {
+		sums = t.meta.Partial // the part of this epoch done before a resume
+		sums.ResumedImages = sums.Images
+	}
+	t.Prog.Begin(fmt.Sprintf("epoch %d/%d", epoch+1, c.Epochs), t.stepsPerEpoch(), first)
+	loaderCtx, cancel := context.WithCancel(context.Background())
+	ch, err := loader.Epoch(loaderCtx, epoch, first)
+	if err != nil {
+		cancel()
+		return sums, false, err
+	}
+	batches := t.prepare(loaderCtx, ch, epoch)
+	defer func() {
+		cancel()
+		for p := range batches { // drain: the pipeline stops at the cancellation
+			p.recycle()
+		}
+		for range ch {
+		}
+	}()
+	for p := range batches {
+		if err := t.trainBatch(p, &sums); err != nil {
+			return sums, false, err
+		}
+		t.done++
+		if ctx.Err() != nil || (t.StopAfter > 0 && t.done >= t.StopAfter) {
+			return sums, true, nil
+		}
+	}
+	return sums, false, nil
+}
+
+// trainBatch runs one step on a prepared batch and adds it to the epoch's
+// sums. With FP16 a step whose gradients overflowed is skipped (the loss
+// scaler halves the scale); in float32 it is an error.
+func (t *Trainer) trainBatch(p *prepared, sums *EpochSums) error {
+	c := &t.Config
+	if p.err != nil {
+		return p.err
+	}
+	copy(t.st.Images(), p.images)
+	copy(t.st.Targets(), p.targets)
+	if t.Teacher != nil {
+		copy(t.st.TeacherLogits(), p.teacher)
+		sums.TeacherSec += p.teacherSec
+	}
+	labels := append(t.labels[:0], p.labels...)
+	sums.Unreadable += len(p.unreadable)
+	for _, f := range p.unreadable {
+		if sums.Unreadable <= 3 {
+			fmt.Fprintf(t.Log, "warning: unreadable image %s, replaced\n", f)
+		}
+	}
+	index := p.index
+	if c.TeacherOverlap {
+		p.recycle() // the next batch and its teacher run during this step
+	}
+	lr := t.sched.LR(t.meta.Step)
+	h := Hyper{LR: float32(lr), Momentum: float32(c.Momentum), WeightDecay: float32(c.WeightDecay),
+		KDTemperature: float32(c.KDTemperature), KDHardWeight: float32(c.KDHardWeight)}
+	if t.scaler != nil {
+		h.LossScale = t.scaler.Scale
+	}
+	res, err := t.st.Run(h)
+	if !c.TeacherOverlap {
+		p.recycle()
+	}
+	if err != nil {
+		return err
+	}
+	if t.scaler != nil {
+		if err := t.scaler.Update(res.Finite); err != nil {
+			return err
+		}
+	} else if !res.Finite {
+		return fmt.Errorf("step %d: the loss or a gradient is not finite (loss %g); lower the learning rate", t.meta.Step, res.Losses[0])
+	}
+	if !res.Finite {
+		sums.Skipped++
+	} else {
+		sums.Loss += float64(res.Losses[0])
+		if len(res.Losses) == 3 {
+			sums.Hard += float64(res.Losses[1])
+			sums.Soft += float64(res.Losses[2])
+		}
+		sums.Correct += topKCorrect(t.st.Logits(), labels, t.classes, 1)
+		sums.Seen += c.BatchSize
+	}
+	sums.Images += c.BatchSize
+	t.meta.Step++
+	t.meta.Batch = index + 1
+	extra := ""
+	if t.scaler != nil {
+		extra = fmt.Sprintf("  scale %g", t.scaler.Scale)
+	}
+	t.Prog.Update(index+1, c.BatchSize, sums.Loss/math.Max(float64(sums.Seen/c.BatchSize), 1), lr, extra)
+	return nil
+}
+
+// epochRecord is the metrics line of a finished epoch.
+func (t *Trainer) epochRecord(epoch int, sums EpochSums, ev EvalResult, trainSec, sec float64) EpochRecord {
+	c := &t.Config
+	nb := math.Max(float64(sums.Seen/c.BatchSize), 1)
+	rec := EpochRecord{Epoch: epoch + 1, Step: t.meta.Step, LR: t.sched.LR(max(t.meta.Step-1, 0)),
+		TrainLoss: sums.Loss / nb, TrainTop1: float64(sums.Correct) / math.Max(float64(sums.Seen), 1),
+		ValTop1: ev.Top1, ValTop5: ev.Top5, ValLoss: ev.Loss,
+		ImagesPerS: float64(sums.Images-sums.ResumedImages) / trainSec, // this process's images
+		Skipped:    sums.Skipped, Unreadable: sums.Unreadable, Seconds: sec}
+	if t.Teacher != nil {
+		rec.TrainHard, rec.TrainSoft = sums.Hard/nb, sums.Soft/nb
+		rec.TeacherMS = 1000 * sums.TeacherSec / float64(max(sums.Images/c.BatchSize, 1))
+	}
+	if t.scaler != nil {
+		rec.LossScale = float64(t.scaler.Scale)
+	}
+	return rec
+}
+
+// epochLine is the log line of a finished epoch.
+func (t *Trainer) epochLine(rec EpochRecord, ev EvalResult) string {
+	notes := ""
+	if rec.Unreadable > 0 {
+		notes += fmt.Sprintf(", %d unreadable images replaced", rec.Unreadable)
+	}
+	if len(ev.Unreadable) > 0 {
+		notes += fmt.Sprintf(", %d unreadable validation images skipped (%s)", len(ev.Unreadable), ev.Unreadable[0])
+	}
+	if rec.Skipped > 0 {
+		notes += fmt.Sprintf(", %d steps skipped for overflow", rec.Skipped)
+	}
+	if t.Teacher != nil {
+		notes += fmt.Sprintf(", loss hard %.4f soft %.4f, teacher %.0f ms/batch", rec.TrainHard, rec.TrainSoft, rec.TeacherMS)
+	}
+	return fmt.Sprintf("epoch %d/%d: train loss %.4f, val top-1 %.2f%%, top-5 %.2f%%, val loss %.4f, %.1f img/s, %.0fs%s",
+		rec.Epoch, t.Config.Epochs, rec.TrainLoss, 100*rec.ValTop1, 100*rec.ValTop5, rec.ValLoss, rec.ImagesPerS, rec.Seconds, notes)
 }
 
 // prepared is a batch ready for a step: images, soft targets (smoothed,
@@ -535,123 +554,4 @@ func (t *Trainer) exportFinal() error {
 	}
 	fmt.Fprintf(t.Log, "wrote %s\n", p)
 	return nil
-}
-
-// Evaluate runs the validation set through the current weights: top-1,
-// top-5 and the mean cross-entropy.
-func (t *Trainer) Evaluate() (EvalResult, error) {
-	c := &t.Config
-	l := &data.Loader{Data: t.val, Batch: c.BatchSize, Size: c.ImageSize, Workers: c.Workers, BadLimit: c.BadLimit}
-	inputs := make([]*runtime.Tensor, 1+len(t.evalNames))
-	for i, n := range t.evalNames {
-		inputs[1+i] = t.st.StateTensor(n)
-	}
-	return EvaluateBatches(l, t.eval, inputs, t.classes)
-}
-
-// EvalResult is what an evaluation measured.
-type EvalResult struct {
-	Top1, Top5, Loss float64
-	Images           int      // evaluated
-	Unreadable       []string // skipped
-}
-
-// EvaluateBatches feeds a loader's batches through a classifier session
-// whose first input is the images (the others already set in inputs) and
-// whose first output is the logits.
-func EvaluateBatches(l *data.Loader, sess *runtime.Session, inputs []*runtime.Tensor, k int) (res EvalResult, err error) {
-	ch, err := l.Epoch(context.Background(), 0, 0)
-	if err != nil {
-		return res, err
-	}
-	per := 3 * l.Size * l.Size
-	var c1, c5, n int
-	var lsum float64
-	for b := range ch {
-		res.Unreadable = append(res.Unreadable, b.Unreadable...)
-		if b.Err != nil || err != nil {
-			if err == nil {
-				err = b.Err
-			}
-			b.Release()
-			continue
-		}
-		if b.N == 0 {
-			b.Release()
-			continue
-		}
-		img, terr := runtime.NewFloat32([]int64{int64(b.N), 3, int64(l.Size), int64(l.Size)}, b.Images[:b.N*per])
-		if terr != nil {
-			err = terr
-			b.Release()
-			continue
-		}
-		inputs[0] = img
-		outs, rerr := sess.Run(inputs, nil)
-		img.Destroy()
-		if rerr != nil {
-			err = rerr
-			b.Release()
-			continue
-		}
-		logits := outs[0].Float32s()
-		labels := b.Labels[:b.N]
-		c1 += topKCorrect(logits, labels, k, 1)
-		c5 += topKCorrect(logits, labels, k, 5)
-		lsum += crossEntropy(logits, labels, k)
-		n += b.N
-		outs[0].Destroy()
-		b.Release()
-	}
-	if err != nil {
-		return res, err
-	}
-	if n == 0 {
-		return res, fmt.Errorf("evaluation: no readable validation images in %s", l.Data.Root)
-	}
-	res.Top1, res.Top5, res.Loss, res.Images = float64(c1)/float64(n), float64(c5)/float64(n), lsum/float64(n), n
-	return res, nil
-}
-
-// topKCorrect counts rows whose label is among the k largest logits.
-// A NaN logit of the true class is never correct; NaN elsewhere ranks above
-// everything; ties rank the lower class index first (as torch.topk and
-// argmax do), so a constant output is right only for class 0.
-func topKCorrect(logits []float32, labels []int, classes, k int) int {
-	correct := 0
-	for i, l := range labels {
-		row := logits[i*classes : (i+1)*classes]
-		target := row[l]
-		if target != target {
-			continue
-		}
-		above := 0
-		for j, v := range row {
-			if v != v || v > target || (v == target && j < l) {
-				above++
-			}
-		}
-		if above < k {
-			correct++
-		}
-	}
-	return correct
-}
-
-// crossEntropy sums -log softmax(logits)[label] over the rows.
-func crossEntropy(logits []float32, labels []int, classes int) float64 {
-	var s float64
-	for i, l := range labels {
-		row := logits[i*classes : (i+1)*classes]
-		m := math.Inf(-1)
-		for _, v := range row {
-			m = math.Max(m, float64(v))
-		}
-		var z float64
-		for _, v := range row {
-			z += math.Exp(float64(v) - m)
-		}
-		s += m + math.Log(z) - float64(row[l])
-	}
-	return s
 }
