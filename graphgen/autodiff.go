@@ -12,9 +12,10 @@ import (
 // Only nodes on a path from some wrt value to loss are differentiated, and a
 // node's rule is asked only for the input gradients that lead back to wrt
 // (the convolution on the input images, say, gets no input gradient). Values
-// used more than once (residual branches) sum their gradients. Every rule is
-// in gradRules; an operator without one is an error naming it. A wrt value
-// that loss does not depend on gets a zero gradient.
+// used more than once (residual branches) sum their gradients. A Detach
+// stops the path. Every rule is in gradRules; an operator without one is an
+// error naming it. A wrt value that loss does not depend on gets a zero
+// gradient.
 //
 // Autodiff needs static shapes on the differentiated path.
 func (g *Graph) Gradients(loss *Value, wrt []*Value, seed *Value) ([]*Value, error) {
@@ -27,51 +28,12 @@ func (g *Graph) Gradients(loss *Value, wrt []*Value, seed *Value) ([]*Value, err
 	if seed.DType != loss.DType {
 		return nil, fmt.Errorf("gradients: seed %v does not match loss %v", seed.DType, loss.DType)
 	}
-	// Forward: values that depend on wrt through floating-point edges.
-	dep := map[*Value]bool{}
-	for _, w := range wrt {
-		if !w.DType.IsFloat() {
-			return nil, fmt.Errorf("gradients: %s is not floating point", w)
-		}
-		dep[w] = true
-	}
 	nodes := append([]*Node{}, g.Nodes...) // the forward graph, before we append to it
-	for _, n := range nodes {
-		any := false
-		for _, in := range n.Inputs {
-			if in != nil && dep[in] && in.DType.IsFloat() {
-				any = true
-				break
-			}
-		}
-		if any {
-			for _, o := range n.Outputs {
-				if o.DType.IsFloat() {
-					dep[o] = true
-				}
-			}
-		}
+	dep, err := dependsOnAny(nodes, wrt)
+	if err != nil {
+		return nil, err
 	}
-	// Backward: values from which loss is reachable through float edges.
-	reach := map[*Value]bool{loss: true}
-	for i := len(nodes) - 1; i >= 0; i-- {
-		n := nodes[i]
-		any := false
-		for _, o := range n.Outputs {
-			if reach[o] {
-				any = true
-				break
-			}
-		}
-		if any {
-			for _, in := range n.Inputs {
-				if in != nil && in.DType.IsFloat() {
-					reach[in] = true
-				}
-			}
-		}
-	}
-
+	reach := reaches(nodes, loss)
 	c := &gradCtx{g: g}
 	grads := map[*Value][]*Value{loss: {seed}}
 	for i := len(nodes) - 1; i >= 0; i-- {
@@ -79,50 +41,16 @@ func (g *Graph) Gradients(loss *Value, wrt []*Value, seed *Value) ([]*Value, err
 		dy := make([]*Value, len(n.Outputs))
 		active := false
 		for j, o := range n.Outputs {
-			if !dep[o] || !reach[o] || len(grads[o]) == 0 {
-				continue
+			if dep[o] && reach[o] && len(grads[o]) > 0 {
+				dy[j] = c.total(o, grads[o])
+				active = true
 			}
-			dy[j] = c.total(o, grads[o])
-			active = true
 		}
 		if !active {
 			continue
 		}
-		need := make([]bool, len(n.Inputs))
-		anyNeed := false
-		for j, in := range n.Inputs {
-			need[j] = in != nil && in.DType.IsFloat() && dep[in]
-			anyNeed = anyNeed || need[j]
-		}
-		if !anyNeed {
-			continue
-		}
-		if n.Role == RoleLowered {
-			return nil, fmt.Errorf("gradients: node %s was rewritten by LowerBatchStats; differentiate first", n.Name)
-		}
-		rule, ok := gradRules[n.Op]
-		if !ok {
-			return nil, fmt.Errorf("gradients: no gradient rule for operator %s (node %s)", n.Op, n.Name)
-		}
-		prev := g.SetScope("grad/" + n.Name)
-		dx, err := rule(c, n, dy, need)
-		g.SetScope(prev)
-		if err != nil {
-			return nil, fmt.Errorf("gradients: %s node %s: %w", n.Op, n.Name, err)
-		}
-		if g.err != nil {
-			return nil, fmt.Errorf("gradients: %s node %s: %w", n.Op, n.Name, g.err)
-		}
-		for j, d := range dx {
-			if d == nil || !need[j] {
-				continue
-			}
-			in := n.Inputs[j]
-			if !d.Shape.Equal(in.Shape) || d.DType != in.DType {
-				return nil, fmt.Errorf("gradients: %s node %s: gradient of input %d is %v%v, input is %v%v",
-					n.Op, n.Name, j, d.DType, d.Shape, in.DType, in.Shape)
-			}
-			grads[in] = append(grads[in], d)
+		if err := c.backward(n, dy, dep, grads); err != nil {
+			return nil, err
 		}
 	}
 	out := make([]*Value, len(wrt))
@@ -137,6 +65,96 @@ func (g *Graph) Gradients(loss *Value, wrt []*Value, seed *Value) ([]*Value, err
 		out[i] = c.total(w, grads[w])
 	}
 	return out, g.err
+}
+
+// dependsOnAny marks the values that depend on some wrt value through
+// floating-point edges, in a forward pass over the nodes. A Detach's
+// output depends on nothing.
+func dependsOnAny(nodes []*Node, wrt []*Value) (map[*Value]bool, error) {
+	dep := map[*Value]bool{}
+	for _, w := range wrt {
+		if !w.DType.IsFloat() {
+			return nil, fmt.Errorf("gradients: %s is not floating point", w)
+		}
+		dep[w] = true
+	}
+	for _, n := range nodes {
+		if n.Role == RoleDetached {
+			continue
+		}
+		for _, in := range n.Inputs {
+			if in != nil && dep[in] && in.DType.IsFloat() {
+				for _, o := range n.Outputs {
+					dep[o] = o.DType.IsFloat()
+				}
+				break
+			}
+		}
+	}
+	return dep, nil
+}
+
+// reaches marks the values from which loss is reachable through
+// floating-point edges, in a backward pass over the nodes.
+func reaches(nodes []*Node, loss *Value) map[*Value]bool {
+	reach := map[*Value]bool{loss: true}
+	for i := len(nodes) - 1; i >= 0; i-- {
+		n := nodes[i]
+		for _, o := range n.Outputs {
+			if reach[o] {
+				for _, in := range n.Inputs {
+					if in != nil && in.DType.IsFloat() {
+						reach[in] = true
+					}
+				}
+				break
+			}
+		}
+	}
+	return reach
+}
+
+// backward applies n's rule to its output gradients dy and adds the
+// input gradients that lead back to a wrt value (dep) to grads.
+func (c *gradCtx) backward(n *Node, dy []*Value, dep map[*Value]bool, grads map[*Value][]*Value) error {
+	g := c.g
+	need := make([]bool, len(n.Inputs))
+	anyNeed := false
+	for j, in := range n.Inputs {
+		need[j] = in != nil && in.DType.IsFloat() && dep[in]
+		anyNeed = anyNeed || need[j]
+	}
+	if !anyNeed {
+		return nil
+	}
+	if n.Role == RoleLowered {
+		return fmt.Errorf("gradients: node %s was rewritten by LowerBatchStats; differentiate first", n.Name)
+	}
+	rule, ok := gradRules[n.Op]
+	if !ok {
+		return fmt.Errorf("gradients: no gradient rule for operator %s (node %s)", n.Op, n.Name)
+	}
+	prev := g.SetScope("grad/" + n.Name)
+	dx, err := rule(c, n, dy, need)
+	g.SetScope(prev)
+	if err == nil {
+		err = g.err
+	}
+	if err != nil {
+		return fmt.Errorf("gradients: %s node %s: %w", n.Op, n.Name, err)
+	}
+	for j, d := range dx {
+		if d == nil || !need[j] {
+			continue
+		}
+		in := n.Inputs[j]
+		if !d.Shape.Equal(in.Shape) || d.DType != in.DType {
+			return fmt.Errorf("gradients: %s node %s: gradient of input %d is %v%v, input is %v%v",
+				n.Op, n.Name, j, d.DType, d.Shape, in.DType, in.Shape)
+		}
+		grads[in] = append(grads[in], d)
+	}
+	return nil
 }
 
 // gradCtx carries the graph and helpers the gradient rules share.

@@ -59,276 +59,32 @@ func init() {
 
 // ---- convolution and normalization ----
 
-// Conv: the input gradient is a ConvTranspose of dY with the same weight
-// (for stride 1 written as a Conv with the flipped, transposed kernel); the
-// bias gradient sums dY over batch and space. The weight gradient of an
-// ungrouped 2-D convolution with at least 16 input channels is one
-// batched MatMul per kernel tap, dY (N,Co,HoWo) times the input shifted by
-// the tap and strided (N,Ci,HoWo) transposed, summed over the batch:
-// im2col without materializing the whole column matrix, 2 to 15 times
-// faster in ONNX Runtime than the alternative; for kernels larger than 1x1
-// on output planes under 512 the column matrix is materialized after all,
-// by a one-hot grouped Conv, and multiplied once (convWeightGradIm2col),
-// except for "same" convolutions on planes of tapsMinSamePlane or more
-// (ResNet's 14x14 3x3s), whose four-Pad taps are faster.
-// Otherwise (the 3-channel stem, groups) it is a convolution of the input
-// (batch and channels swapped, grouped by the forward groups) with dY as
-// the kernel, dilated by the forward stride.
+// Conv: y = Conv(x, W) + b, so
+//
+//	dX = ConvTranspose(dY, W)                      (the transposed convolution)
+//	dW = sum over the batch of x correlated with dY (per input and output channel)
+//	dB = sum of dY over batch and space
+//
+// convInputGrad and convWeightGrad write the first two in one of several
+// exact forms, chosen by convGradForms for ONNX Runtime's CPU kernels.
 func gradConv(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
-	g := c.g
-	x, w, d := n.Inputs[0], n.Inputs[1], dy[0]
-	if !x.Shape.Static() || !w.Shape.Static() || !d.Shape.Static() {
-		return nil, fmt.Errorf("needs static shapes")
-	}
-	k := x.Shape.Rank() - 2
-	kernel := w.Shape[2:].Ints()
-	sp, err := readSpatial(n, k, kernel)
+	a, err := readConvArgs(n, dy[0])
 	if err != nil {
 		return nil, err
 	}
-	group := n.Int("group", 1)
 	out := make([]*Value, len(n.Inputs))
-	if need[0] && group == 1 && k == 2 && kernel[0] == 1 && kernel[1] == 1 && sp.strides[0] == 1 && sp.strides[1] == 1 &&
-		sp.padsBegin[0]+sp.padsBegin[1]+sp.padsEnd[0]+sp.padsEnd[1] == 0 {
-		// A pointwise convolution's input gradient is W^T dY per image: a
-		// pointwise Conv with the transposed weight, without ConvTranspose's
-		// col2im pass. ONNX Runtime runs it as fast as the same product as a
-		// batched MatMul with the weight's transpose folded in, and up to
-		// 1.4 times faster (BenchmarkKernelPointwiseInputGrad; 154 to 133
-		// ms per ResNet-50 step over the 30 nodes, docs/benchmarks.md).
-		out[0] = g.Conv(d, g.Transpose(w, 1, 0, 2, 3), nil, ConvOpts{})
-	} else if need[0] && group == 1 && k == 2 && sp.strides[0] == 1 && sp.strides[1] == 1 && flippable(kernel, sp) {
-		// With stride 1 the transposed convolution is a convolution with the
-		// flipped, transposed kernel and the complementary padding: up to 1.7
-		// times faster than ConvTranspose in ONNX Runtime on ResNet's 3x3
-		// planes, as fast on the 7x7 ones (BenchmarkKernelConvInputGrad).
-		pads := make([]int64, 4)
-		for i := 0; i < 2; i++ {
-			span := (kernel[i]-1)*sp.dilations[i] + 1
-			pads[i], pads[2+i] = span-1-sp.padsBegin[i], span-1-sp.padsEnd[i]
+	if need[0] {
+		if out[0], err = convInputGrad(c.g, a); err != nil {
+			return nil, err
 		}
-		out[0] = g.Conv(d, flipKernel(g, w), nil, ConvOpts{Pads: pads, Dilations: sp.dilations})
-	} else if need[0] {
-		opad := make([]int64, k)
-		anyPad := false
-		for i := 0; i < k; i++ {
-			full := sp.strides[i]*(d.Shape[2+i].Size-1) + (kernel[i]-1)*sp.dilations[i] + 1 - sp.padsBegin[i] - sp.padsEnd[i]
-			opad[i] = x.Shape[2+i].Size - full
-			if opad[i] < 0 || opad[i] >= max(sp.strides[i], sp.dilations[i]) {
-				return nil, fmt.Errorf("input gradient: cannot reach size %v from %v", x.Shape, d.Shape)
-			}
-			anyPad = anyPad || opad[i] > 0
-		}
-		o := ConvOpts{Strides: sp.strides, Pads: sp.pads(), Dilations: sp.dilations, Group: group}
-		if anyPad {
-			o.OutputPadding = opad
-		}
-		out[0] = g.ConvTranspose(d, w, nil, o)
 	}
-	if need[1] && group == 1 && k == 2 && x.Shape[1].Size >= 16 {
-		plane := d.Shape[2].Size * d.Shape[3].Size
-		same := sp.strides[0] == 1 && sp.strides[1] == 1 && d.Shape[2].Size == x.Shape[2].Size && d.Shape[3].Size == x.Shape[3].Size
-		if kernel[0]*kernel[1] > 1 && plane < 512 && !(same && plane >= tapsMinSamePlane) {
-			out[1] = convWeightGradIm2col(g, x, d, kernel, sp)
-		} else {
-			out[1] = convWeightGradTaps(g, x, d, kernel, sp, sp.strides[0] == 1 && sp.strides[1] == 1)
-		}
-	} else if need[1] {
-		nb, ci := x.Shape[0].Size, x.Shape[1].Size
-		perm := []int64{1, 0}
-		for i := 0; i < k; i++ {
-			perm = append(perm, int64(2+i))
-		}
-		xt := g.Transpose(x, perm...) // (Ci, N, spatial)
-		if group > 1 {
-			// (N, G, Ci/G, sp) -> (Ci/G, G, N, sp) -> (Ci/G, G*N, sp)
-			s5 := append([]int64{nb, group, ci / group}, x.Shape[2:].Ints()...)
-			p5 := []int64{2, 1, 0}
-			for i := 0; i < k; i++ {
-				p5 = append(p5, int64(3+i))
-			}
-			xt = g.Transpose(g.Reshape(x, s5...), p5...)
-			xt = g.Reshape(xt, append([]int64{ci / group, group * nb}, x.Shape[2:].Ints()...)...)
-		}
-		dyt := g.Transpose(d, perm...) // (Co, N, out spatial)
-		r := g.Conv(xt, dyt, nil, ConvOpts{Strides: sp.dilations, Dilations: sp.strides, Pads: sp.pads(), Group: group})
-		// r is (Ci/G, Co, k'...), k' >= kernel when the stride skips the end
-		if r.Shape.Static() {
-			var axes, ends []int64
-			for i := 0; i < k; i++ {
-				if r.Shape[2+i].Size != kernel[i] {
-					axes = append(axes, int64(2+i))
-					ends = append(ends, kernel[i])
-				}
-			}
-			if len(axes) > 0 {
-				r = g.Slice(r, make([]int64, len(axes)), ends, axes)
-			}
-		}
-		out[1] = g.Transpose(r, perm...)
+	if need[1] {
+		out[1] = convWeightGrad(c.g, a)
 	}
 	if len(need) > 2 && need[2] {
-		axes := []int64{0}
-		for i := 0; i < k; i++ {
-			axes = append(axes, int64(2+i))
-		}
-		out[2] = g.ReduceSum(d, axes, false)
+		out[2] = c.g.ReduceSum(a.d, a.batchAndSpace(), false)
 	}
 	return out, nil
-}
-
-// convWeightGradTaps is the weight gradient of an ungrouped 2-D convolution
-// as one MatMul per kernel tap (see gradConv). With large planes the MatMuls
-// are batched over the images and summed; with small planes (deep layers,
-// Ho*Wo < 512, which 1x1 kernels and the "same" convolutions of at least
-// tapsMinSamePlane bring here: other larger kernels go to
-// convWeightGradIm2col) the batch is folded into the reduction dimension
-// instead, by transposing dY and the input once, because a GEMM whose
-// inner dimension is a 7x7 plane runs at a fraction of the machine's speed.
-//
-// Each tap pairs dY with the input shifted by the tap's offset. With stride 1
-// the shift is applied to dY instead, by a Pad whose negative entries crop
-// (ONNX's Pad allows them): the input is then used as it is, with no padded
-// copy, and the centre tap of a padded kernel needs no copy at all, which
-// is up to 1.3 times faster on ResNet's 3x3 planes
-// (BenchmarkKernelWeightGrad3x3). When dY also has the input's size (the
-// "same" convolutions, ResNet's 3x3) the shift (sh, sw) is split between
-// the two: sum over h, w of dY[h-sh, w-sw] x[h, w] equals the sum of
-// dY[h-sh, w] x[h, w+sw], dY shifted by rows and x by columns, both with
-// zeros shifted in, so a 3x3 kernel needs two row-shifted dYs and two
-// column-shifted inputs instead of eight shifted dYs, and the Pads, which
-// ONNX Runtime runs on one thread, halve. With a larger stride the taps
-// are strided slices of the padded input.
-//
-// shift chooses the dY shifts; it must only be true with stride 1.
-func convWeightGradTaps(g *Graph, x, d *Value, kernel []int64, sp spatial, shift bool) *Value {
-	n, ci := x.Shape[0].Size, x.Shape[1].Size
-	h, w := x.Shape[2].Size, x.Shape[3].Size
-	co, ho, wo := d.Shape[1].Size, d.Shape[2].Size, d.Shape[3].Size
-	fold := ho*wo < 512
-	xp, dt := x, d
-	if fold {
-		xp = g.Transpose(x, 1, 0, 2, 3) // (Ci, N, H, W)
-		dt = g.Transpose(d, 1, 0, 2, 3) // (Co, N, Ho, Wo)
-	}
-	if !shift && sp.padsBegin[0]+sp.padsBegin[1]+sp.padsEnd[0]+sp.padsEnd[1] > 0 {
-		xp = g.Pad(xp, []int64{0, 0, sp.padsBegin[0], sp.padsBegin[1], 0, 0, sp.padsEnd[0], sp.padsEnd[1]}, 0)
-	}
-	// lhs and rhs are the tap's MatMul operands: dY (Co, K) or (N, Co, K), and
-	// the input transposed, (K, Ci) or (N, K, Ci).
-	lhs := func(v *Value) *Value {
-		plane := v.Shape[2].Size * v.Shape[3].Size
-		if fold {
-			return g.Reshape(v, co, n*plane)
-		}
-		return g.Reshape(v, n, co, plane)
-	}
-	rhs := func(v *Value) *Value {
-		plane := v.Shape[2].Size * v.Shape[3].Size
-		// ONNX Runtime fuses these Transposes into the MatMuls.
-		if fold {
-			return g.Transpose(g.Reshape(v, ci, n*plane), 1, 0)
-		}
-		return g.Transpose(g.Reshape(v, n, ci, plane), 0, 2, 1)
-	}
-	var dyWhole, xWhole *Value
-	same := shift && h == ho && w == wo
-	dyRows := map[int64]*Value{} // same: dY shifted by sh rows, as lhs
-	xCols := map[int64]*Value{}  // same: the input shifted by sw columns, as rhs
-	var taps []*Value
-	for kh := int64(0); kh < kernel[0]; kh++ {
-		for kw := int64(0); kw < kernel[1]; kw++ {
-			h0, w0 := kh*sp.dilations[0], kw*sp.dilations[1]
-			var a, b *Value
-			if shift {
-				// dY index i meets input index i + s: shift dY by s.
-				sh, sw := h0-sp.padsBegin[0], w0-sp.padsBegin[1]
-				if xWhole == nil {
-					xWhole = rhs(xp)
-				}
-				b = xWhole
-				if same {
-					if dyRows[sh] == nil {
-						v := dt
-						if sh != 0 {
-							v = g.Pad(dt, []int64{0, 0, sh, 0, 0, 0, -sh, 0}, 0)
-						}
-						dyRows[sh] = lhs(v)
-					}
-					if xCols[sw] == nil {
-						xCols[sw] = xWhole
-						if sw != 0 {
-							xCols[sw] = rhs(g.Pad(xp, []int64{0, 0, 0, -sw, 0, 0, 0, sw}, 0))
-						}
-					}
-					a, b = dyRows[sh], xCols[sw]
-				} else {
-					a = lhs(g.Pad(dt, []int64{0, 0, sh, sw, 0, 0, h - ho - sh, w - wo - sw}, 0))
-				}
-			} else {
-				if dyWhole == nil {
-					dyWhole = lhs(dt)
-				}
-				a = dyWhole
-				b = rhs(g.SliceSteps(xp, []int64{h0, w0}, []int64{h0 + (ho-1)*sp.strides[0] + 1, w0 + (wo-1)*sp.strides[1] + 1},
-					[]int64{2, 3}, sp.strides))
-			}
-			tap := g.MatMul(a, b) // (Co, Ci) or (N, Co, Ci)
-			if !fold {
-				tap = g.ReduceSum(tap, []int64{0}, false)
-			}
-			taps = append(taps, g.Unsqueeze(tap, 2))
-		}
-	}
-	r := taps[0]
-	if len(taps) > 1 {
-		r = g.Concat(2, taps...)
-	}
-	return g.Reshape(r, co, ci, kernel[0], kernel[1])
-}
-
-// tapsMinSamePlane: "same" convolutions (stride 1, dY the input's size)
-// with output planes of this size or more take the taps of
-// convWeightGradTaps, whose row and column shifts need four Pads for a
-// 3x3 kernel: 20.0 to 20.5 ms against 24.2 to 24.5 for the column matrix
-// at 256x14, while at 512x7 the column matrix stays faster (20.3 to 20.4
-// against 21.9 to 22.7; BenchmarkKernelWeightGrad3x3, 2026-11-28).
-const tapsMinSamePlane = 14 * 14
-
-// convWeightGradIm2col is the weight gradient of an ungrouped 2-D
-// convolution on small output planes (Ho*Wo < 512, but from 14x14 only the
-// strided and the not-"same" ones; in ResNets at 224 the 7x7 planes and the
-// downsampling 3x3 onto 14x14) as one MatMul over the column matrix: a
-// grouped Conv of the input with a one-hot kernel (one group per input
-// channel, one output channel per kernel tap, the forward's strides, pads
-// and dilations) writes every tap's view of the input, (N, Ci*taps, Ho, Wo),
-// in one pass over both threads; then dY (Co, N*Ho*Wo) times its transpose
-// gives (Co, Ci*taps), the weight's layout. The identity kernel multiplies
-// each value by 1 and adds zeros, so the columns are exact. It was 1.2 to
-// 1.3 times faster than one MatMul per tap on eight shifted copies of dY at
-// 14x14 and 7x7, whose Pads run on one thread at a cost per 7 or 14 wide row
-// (BenchmarkKernelWeightGrad3x3, stride 1); with four shifted copies (see
-// convWeightGradTaps) it still is at 7x7 but not at 14x14
-// (tapsMinSamePlane); on larger planes it is not faster. Strided small-plane
-// convolutions (ResNet's downsampling 3x3) take it too, in place of strided
-// slices of the input, unmeasured apart.
-func convWeightGradIm2col(g *Graph, x, d *Value, kernel []int64, sp spatial) *Value {
-	n, ci := x.Shape[0].Size, x.Shape[1].Size
-	co, ho, wo := d.Shape[1].Size, d.Shape[2].Size, d.Shape[3].Size
-	taps := kernel[0] * kernel[1]
-	id := FilledTensor(x.DType, []int64{ci * taps, 1, kernel[0], kernel[1]}, 0)
-	for c := int64(0); c < ci; c++ {
-		for t := int64(0); t < taps; t++ {
-			id.set((c*taps+t)*taps+t, 1)
-		}
-	}
-	col := g.Conv(x, g.Const(id), nil, ConvOpts{Strides: sp.strides, Pads: sp.pads(), Dilations: sp.dilations, Group: ci})
-	k := n * ho * wo
-	dt := g.Reshape(g.Transpose(d, 1, 0, 2, 3), co, k)
-	// (Ci*taps, N, Ho, Wo) -> (K, Ci*taps); ONNX Runtime folds the last
-	// Transpose into the MatMul.
-	ct := g.Transpose(g.Reshape(g.Transpose(col, 1, 0, 2, 3), ci*taps, k), 1, 0)
-	return g.Reshape(g.MatMul(dt, ct), co, ci, kernel[0], kernel[1])
 }
 
 // BatchNormalization. With RoleBatchStats (training mode; see
@@ -345,9 +101,7 @@ func convWeightGradIm2col(g *Graph, x, d *Value, kernel []int64, sp spatial) *Va
 // BatchNormalization of xs, or on large planes the same map as a depthwise
 // Conv, which ONNX Runtime fuses with the Add (see affineConvMinPlane). The
 // gradient is returned for the node's input xs; the shifting Sub passes it
-// on to x unchanged and none to the shift: the output does not depend on a
-// shift that the statistics remove again, and when the shift is the batch
-// mean the formula already accounts for its dependence on x. Without the role
+// on to x, and none to the shift, which BatchNormBatchStats detaches. Without the role
 // (inference mode) the statistics are constants and dX = gamma/sigma * dY.
 func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 	g := c.g
@@ -685,9 +439,6 @@ func gradAdd(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
 }
 
 func gradSub(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error) {
-	if n.Role == RoleCentering {
-		return []*Value{dy[0], nil}, nil
-	}
 	return binaryGrads(c, n, need, func() *Value { return dy[0] }, func() *Value { return c.g.Neg(dy[0]) })
 }
 
@@ -924,39 +675,4 @@ func gradConcat(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, error)
 		start = end
 	}
 	return out, nil
-}
-
-// flippable says whether a stride-1 convolution's padding leaves a
-// non-negative complementary padding for its flipped-kernel transpose.
-func flippable(kernel []int64, sp spatial) bool {
-	for i := range kernel {
-		span := (kernel[i]-1)*sp.dilations[i] + 1
-		if sp.padsBegin[i] > span-1 || sp.padsEnd[i] > span-1 {
-			return false
-		}
-	}
-	return true
-}
-
-// flipKernel turns a convolution kernel (Co, Ci, kh, kw) into the kernel
-// whose convolution is the transposed convolution of the original: (Ci, Co)
-// swapped and both spatial axes reversed.
-//
-// Reversing both spatial axes reverses the flattened kh*kw taps, done as a
-// MatMul by the reversal permutation: ONNX Runtime's Slice with negative
-// steps copies element by element and takes twice as long with the
-// Transpose (7 ms against 3 for a 512x512x3x3 kernel, BenchmarkKernelFlip,
-// about half the 7x7 convolution it serves). Multiplying by ones and adding
-// zeros is exact for finite weights in float32 arithmetic (a provider that
-// rounds MatMul inputs, as TF32 on recent GPUs does, rounds them as its
-// convolution would).
-func flipKernel(g *Graph, w *Value) *Value {
-	co, ci, kh, kw := w.Shape[0].Size, w.Shape[1].Size, w.Shape[2].Size, w.Shape[3].Size
-	taps := kh * kw
-	rev := FilledTensor(w.DType, []int64{taps, taps}, 0)
-	for i := int64(0); i < taps; i++ {
-		rev.set(i*taps+taps-1-i, 1)
-	}
-	flipped := g.MatMul(g.Reshape(w, co*ci, taps), g.Const(rev))
-	return g.Transpose(g.Reshape(flipped, co, ci, kh, kw), 1, 0, 2, 3)
 }

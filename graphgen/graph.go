@@ -31,22 +31,24 @@ type Node struct {
 	Inputs  []*Value // nil entries stand for omitted optional inputs
 	Outputs []*Value
 	Attrs   Attrs
-	// Role annotates a node for autodiff; it is not serialized. See
-	// BatchNormBatchStats for the two roles.
+	// Role annotates a node for autodiff and the lowering passes; it is
+	// not serialized.
 	Role string
 }
 
-// Node roles, set by BatchNormBatchStats.
+// Node roles.
 const (
 	// RoleBatchStats: a BatchNormalization whose input is the shifted
 	// batch x - shift, whose mean input is that input's batch mean and
 	// whose variance input is its batch variance; its rule returns the
-	// full training-mode gradient with respect to x.
+	// full training-mode gradient with respect to x (BatchNormBatchStats).
 	RoleBatchStats = "batch-stats"
-	// RoleCentering: the Sub that shifts x (by a constant shift or by the
-	// batch mean); its rule passes the gradient to x alone, since the
-	// batch-stats rule already accounts for the statistics.
+	// RoleCentering: the Sub that shifts x in BatchNormBatchStats, which
+	// LowerBatchStats folds into the Conv before it.
 	RoleCentering = "centering"
+	// RoleDetached: an Identity whose output carries no gradient
+	// (Detach).
+	RoleDetached = "detached"
 	// RoleLowered: a node LowerBatchStats rewrote; it is no longer
 	// differentiable by its operator's rule.
 	RoleLowered = "lowered"

@@ -269,13 +269,14 @@ func BenchmarkKernelWeightGrad3x3(b *testing.B) {
 			name := map[bool]string{true: "ShiftedDY", false: "InputSlices"}[shift]
 			b.Run(fmt.Sprintf("%s/%dx%d", name, p.c, p.hw), func(b *testing.B) {
 				benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
-					return []*Value{convWeightGradTaps(g, in[0], in[1], []int64{3, 3}, sp, shift)}
+					a := convArgs{x: in[0], d: in[1], k: 2, kernel: []int64{3, 3}, sp: sp, group: 1}
+					return []*Value{convWeightGradTaps(g, a, p.hw*p.hw < smallPlane, shift)}
 				})
 			})
 		}
 		b.Run(fmt.Sprintf("Im2col/%dx%d", p.c, p.hw), func(b *testing.B) {
 			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
-				return []*Value{convWeightGradIm2col(g, in[0], in[1], []int64{3, 3}, sp)}
+				return []*Value{convWeightGradIm2col(g, convArgs{x: in[0], d: in[1], k: 2, kernel: []int64{3, 3}, sp: sp, group: 1})}
 			})
 		})
 	}

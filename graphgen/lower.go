@@ -77,6 +77,9 @@ func (g *Graph) LowerBatchStats() error {
 			continue
 		}
 		shift := shaped.Producer.Inputs[0]
+		if shift.Producer != nil && shift.Producer.Role == RoleDetached {
+			shift = shift.Producer.Inputs[0]
+		}
 		if shift.DType != y.DType || y.Shape.Rank() < 3 || !shift.Shape.Equal(S(y.Shape[1].Size)) || dependsOn(shift, y) {
 			continue
 		}

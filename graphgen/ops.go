@@ -174,11 +174,21 @@ func (g *Graph) Sqrt(x *Value) *Value       { return g.unary("Sqrt", x) }
 func (g *Graph) Reciprocal(x *Value) *Value { return g.unary("Reciprocal", x) }
 func (g *Graph) Abs(x *Value) *Value        { return g.unary("Abs", x) }
 func (g *Graph) Identity(x *Value) *Value   { return g.unary("Identity", x) }
-func (g *Graph) IsNaN(x *Value) *Value      { return g.unary("IsNaN", x) }
-func (g *Graph) Not(x *Value) *Value        { return g.unary("Not", x) }
-func (g *Graph) Sign(x *Value) *Value       { return g.unary("Sign", x) }
-func (g *Graph) Sigmoid(x *Value) *Value    { return g.unary("Sigmoid", x) }
-func (g *Graph) Tanh(x *Value) *Value       { return g.unary("Tanh", x) }
+
+// Detach is x with no gradient flowing back through it (PyTorch's detach):
+// an Identity that autodiff treats as a constant.
+func (g *Graph) Detach(x *Value) *Value {
+	y := g.Identity(x)
+	if y.Producer != nil {
+		y.Producer.Role = RoleDetached
+	}
+	return y
+}
+func (g *Graph) IsNaN(x *Value) *Value   { return g.unary("IsNaN", x) }
+func (g *Graph) Not(x *Value) *Value     { return g.unary("Not", x) }
+func (g *Graph) Sign(x *Value) *Value    { return g.unary("Sign", x) }
+func (g *Graph) Sigmoid(x *Value) *Value { return g.unary("Sigmoid", x) }
+func (g *Graph) Tanh(x *Value) *Value    { return g.unary("Tanh", x) }
 
 // HardSigmoid is max(0, min(1, alpha*x + beta)), elementwise.
 func (g *Graph) HardSigmoid(x *Value, alpha, beta float32) *Value {
@@ -457,9 +467,9 @@ func (g *Graph) channelDot(a, b *Value) *Value {
 // y is then an inference-mode BatchNormalization of xs with mean m and
 // variance var. Feeding the shifted xs matters: the kernel computes x*s +
 // (beta - mean*s), which loses float32 precision when |mean| is large
-// against the standard deviation. The Sub carries RoleCentering and the
-// BatchNormalization RoleBatchStats, so that autodiff applies the
-// training-mode gradient (gradBatchNorm).
+// against the standard deviation. The BatchNormalization carries
+// RoleBatchStats, so that autodiff applies the training-mode gradient
+// (gradBatchNorm), and the Sub RoleCentering, for LowerBatchStats.
 //
 // Written this way rather than as BatchNormalization(training_mode=1)
 // because that kernel's running-variance output differs between execution
@@ -491,7 +501,10 @@ func (g *Graph) BatchNormBatchStats(x, scale, bias, shift *Value, eps float32) (
 		finite := g.Less(g.Abs(shift), g.Scalar(x.DType, math.Inf(1)))
 		shift = g.Where(finite, shift, g.Scalar(x.DType, 0))
 	}
-	xs := g.Sub(x, g.Reshape(shift, channelShape(r)...))
+	// The shift is detached: the output does not depend on a shift that
+	// the statistics remove again, and the batch-stats rule accounts for
+	// the batch mean's dependence on x.
+	xs := g.Sub(x, g.Reshape(g.Detach(shift), channelShape(r)...))
 	if xs.Producer != nil {
 		xs.Producer.Role = RoleCentering
 	}
