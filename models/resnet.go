@@ -12,36 +12,46 @@ import (
 	"github.com/ortrain/ortrain/graphgen"
 )
 
-// Variant is one of the paper's ResNet tweaks. They stack as in the paper,
-// whose FLOPs (3.86G, 4.13G, 4.34G, 4.35G for ResNet-50, -B, -C, -D) show that
-// C keeps B's change and D keeps both:
-//   - VariantNone: the original ResNet; in a downsampling bottleneck the 1x1
-//     conv of path A has stride 2.
-//   - VariantB: stride 2 moves to the 3x3 conv of path A (torchvision's and
-//     timm's "resnet50" are this one, often called v1.5).
-//   - VariantC: B plus the deep stem, three 3x3 convs of widths 32, 32, 64.
-//   - VariantD: C plus the average-pool shortcut: a 2x2 stride-2 AveragePool
-//     (ceil_mode, padding not counted, as timm does) then a stride-1 1x1 conv.
-//
-// Basic blocks (depths 18 and 34) already stride in their first 3x3 conv, so
-// B changes nothing there.
+// Variant is one of the paper's ResNet tweaks, a name for a set of
+// independent architecture options (Arch; timm's model_args). They stack
+// as in the paper, whose FLOPs (3.86G, 4.13G, 4.34G, 4.35G for ResNet-50,
+// -B, -C, -D) show that C keeps B's change and D keeps both.
 type Variant string
 
 // The variants.
 const (
-	VariantNone Variant = ""
-	VariantB    Variant = "b"
-	VariantC    Variant = "c"
-	VariantD    Variant = "d"
+	VariantNone Variant = ""  // the original ResNet
+	VariantB    Variant = "b" // StrideOn3x3 (torchvision's and timm's "resnet50", often called v1.5)
+	VariantC    Variant = "c" // B plus DeepStem
+	VariantD    Variant = "d" // C plus AvgDown
 )
 
-func (v Variant) strideOn3x3() bool { return v != VariantNone }
-func (v Variant) deepStem() bool    { return v == VariantC || v == VariantD }
-func (v Variant) avgShortcut() bool { return v == VariantD }
-func (v Variant) suffix() string    { return string(v) }
-func (v Variant) valid() bool {
-	return v == VariantNone || v == VariantB || v == VariantC || v == VariantD
+// Arch are the options a ResNet's variant sets.
+type Arch struct {
+	// StrideOn3x3: a downsampling bottleneck strides in its 3x3 conv
+	// instead of its first 1x1 conv (basic blocks stride in their first
+	// 3x3 conv either way).
+	StrideOn3x3 bool
+	// DeepStem: three 3x3 convs of widths StemWidth, StemWidth, 64 (the
+	// first with stride 2) instead of one 7x7 conv.
+	DeepStem  bool
+	StemWidth int
+	// AvgDown: a downsampling shortcut is a 2x2 stride-2 AveragePool
+	// (ceil_mode, padding not counted, as timm's) then a stride-1 1x1 conv,
+	// instead of a strided 1x1 conv.
+	AvgDown bool
 }
+
+// variants maps each variant to its options.
+var variants = map[Variant]Arch{
+	VariantNone: {},
+	VariantB:    {StrideOn3x3: true},
+	VariantC:    {StrideOn3x3: true, DeepStem: true, StemWidth: 32},
+	VariantD:    {StrideOn3x3: true, DeepStem: true, StemWidth: 32, AvgDown: true},
+}
+
+func (v Variant) suffix() string { return string(v) }
+
 func (v Variant) describe(bottleneck bool) string {
 	switch {
 	case v == VariantB && bottleneck:
@@ -110,7 +120,8 @@ func ParseName(name string) (int, Variant, error) {
 			rest = rest[:len(rest)-1]
 		}
 		if d, err := strconv.Atoi(rest); err == nil {
-			if _, known := depths[d]; known && v.valid() {
+			_, known := depths[d]
+			if _, ok := variants[v]; ok && known {
 				return d, v, nil
 			}
 		}
@@ -183,6 +194,7 @@ type Options struct {
 // a typo cannot ask for terabytes.
 const (
 	MaxClasses   = 100_000 // ImageNet-21k has 21,841; a resnet50 head of 100k is 0.8 GB
+	MinImageSize = 32      // the network downsamples by 32
 	MaxImageSize = 4096
 )
 
@@ -200,6 +212,7 @@ type Model struct {
 	Options
 	Depth   int
 	Variant Variant
+	Arch    Arch
 	Graph   *graphgen.Graph
 	Input   *graphgen.Value
 	Logits  *graphgen.Value
@@ -234,13 +247,31 @@ func (m *Model) MACs() int64 {
 }
 
 type builder struct {
-	m     *Model
-	g     *graphgen.Graph
-	stage *StageStats
+	m *Model
+	g *graphgen.Graph
 }
 
-// Build constructs the model's graph.
+// Build constructs the model's graph: stem, four stages of residual
+// blocks, head.
 func Build(o Options) (*Model, error) {
+	m, err := newModel(o)
+	if err != nil {
+		return nil, err
+	}
+	b := &builder{m: m, g: m.Graph}
+	x := b.stem(m.Graph.Cast(m.Input, m.ComputeType))
+	x, width := b.stages(x)
+	m.Logits = b.head(x, width)
+	if err := m.Graph.Err(); err != nil {
+		return nil, fmt.Errorf("build %s: %w", m.Name, err)
+	}
+	m.Stages = countStages(m)
+	return m, nil
+}
+
+// newModel checks the options, fills in their defaults and makes the
+// graph with its input.
+func newModel(o Options) (*Model, error) {
 	depth, variant, err := ParseName(o.Name)
 	if err != nil {
 		return nil, err
@@ -257,13 +288,8 @@ func Build(o Options) (*Model, error) {
 	if o.ComputeType == graphgen.Undefined {
 		o.ComputeType = graphgen.Float
 	}
-	switch {
-	case o.Classes < 1 || o.Classes > MaxClasses:
-		return nil, fmt.Errorf("classes must be between 1 and %d, got %d", MaxClasses, o.Classes)
-	case o.ImageSize < 32 || o.ImageSize > MaxImageSize:
-		return nil, fmt.Errorf("image size must be between 32 (the network downsamples by 32) and %d, got %d", MaxImageSize, o.ImageSize)
-	case o.Batch < 0:
-		return nil, fmt.Errorf("batch must be positive or 0 for dynamic, got %d", o.Batch)
+	if err := o.check(); err != nil {
+		return nil, err
 	}
 	if o.BatchNorm == nil {
 		o.BatchNorm = InferenceBatchNorm
@@ -274,23 +300,37 @@ func Build(o Options) (*Model, error) {
 			return g.Initializer(name, CastTensor(t, ct))
 		}
 	}
-	name := "resnet" + strconv.Itoa(depth) + variant.suffix()
-	o.Name = name
-	m := &Model{Options: o, Depth: depth, Variant: variant}
-	g := graphgen.New(name, o.Opset)
-	g.Doc = fmt.Sprintf("%s (%s), %d classes, %dx%d input normalized as in Bag of Tricks.", name, variant.describe(depths[depth].bottleneck), o.Classes, o.ImageSize, o.ImageSize)
+	o.Name = "resnet" + strconv.Itoa(depth) + variant.suffix()
+	m := &Model{Options: o, Depth: depth, Variant: variant, Arch: variants[variant]}
+	g := graphgen.New(o.Name, o.Opset)
+	g.Doc = fmt.Sprintf("%s (%s), %d classes, %dx%d input normalized as in Bag of Tricks.", o.Name, variant.describe(depths[depth].bottleneck), o.Classes, o.ImageSize, o.ImageSize)
 	m.Graph = g
-	b := &builder{m: m, g: g}
-
 	batch := graphgen.Sym("N")
 	if o.Batch > 0 {
 		batch = graphgen.D(int64(o.Batch))
 	}
 	s := int64(o.ImageSize)
 	m.Input = g.Input(InputName, graphgen.Float, graphgen.Shape{batch, graphgen.D(3), graphgen.D(s), graphgen.D(s)})
+	return m, nil
+}
 
-	x := b.stem(g.Cast(m.Input, o.ComputeType))
-	spec := depths[depth]
+// check says whether the options are within the limits, naming the option.
+func (o Options) check() error {
+	switch {
+	case o.Classes < 1 || o.Classes > MaxClasses:
+		return fmt.Errorf("classes must be between 1 and %d, got %d", MaxClasses, o.Classes)
+	case o.ImageSize < MinImageSize || o.ImageSize > MaxImageSize:
+		return fmt.Errorf("image size must be between %d (the network downsamples by 32) and %d, got %d", MinImageSize, MaxImageSize, o.ImageSize)
+	case o.Batch < 0:
+		return fmt.Errorf("batch must be positive or 0 for dynamic, got %d", o.Batch)
+	}
+	return nil
+}
+
+// stages are the four stages of residual blocks; the second result is the
+// output's width.
+func (b *builder) stages(x *graphgen.Value) (*graphgen.Value, int) {
+	spec := depths[b.m.Depth]
 	expansion := 1
 	if spec.bottleneck {
 		expansion = 4
@@ -298,50 +338,41 @@ func Build(o Options) (*Model, error) {
 	inplanes := 64
 	for i, n := range spec.blocks {
 		planes := 64 << i
-		stride := 1
-		if i > 0 {
-			stride = 2
-		}
-		b.beginStage(fmt.Sprintf("layer%d", i+1))
 		for j := 0; j < n; j++ {
 			prefix := fmt.Sprintf("layer%d.%d", i+1, j)
-			st := 1
-			if j == 0 {
-				st = stride
+			stride := 1
+			if i > 0 && j == 0 {
+				stride = 2
 			}
 			if spec.bottleneck {
-				x = b.bottleneck(prefix, x, inplanes, planes, st)
+				x = b.bottleneck(prefix, x, inplanes, planes, stride)
 			} else {
-				x = b.basic(prefix, x, inplanes, planes, st)
+				x = b.basic(prefix, x, inplanes, planes, stride)
 			}
 			inplanes = planes * expansion
 		}
 	}
-	b.beginStage("head")
+	return x, inplanes
+}
+
+// head is global average pooling and the fully connected layer; its
+// logits are float32 whatever the compute type.
+func (b *builder) head(x *graphgen.Value, width int) *graphgen.Value {
+	g := b.g
 	g.SetScope("head")
-	x = g.GlobalAveragePool(x)
-	x = g.Flatten(x, 1)
-	w := b.param("fc.weight", FCWeight, []int64{int64(o.Classes), int64(inplanes)}, false)
-	bias := b.param("fc.bias", FCBias, []int64{int64(o.Classes)}, false)
-	b.stage.MACs += int64(inplanes) * int64(o.Classes)
+	x = g.Flatten(g.GlobalAveragePool(x), 1)
+	classes := int64(b.m.Classes)
+	w := b.param("fc.weight", FCWeight, []int64{classes, int64(width)}, false)
+	bias := b.param("fc.bias", FCBias, []int64{classes}, false)
 	logits := g.Cast(g.Gemm(x, w, bias, false, true), graphgen.Float)
 	g.RenameOutput(logits, OutputName)
 	g.Output(logits)
-	m.Logits = logits
-	if err := g.Err(); err != nil {
-		return nil, fmt.Errorf("build %s: %w", name, err)
-	}
-	return m, nil
+	return logits
 }
 
 // InferenceBatchNorm emits BatchNormalization with running statistics.
 func InferenceBatchNorm(g *graphgen.Graph, name string, x, scale, bias, mean, variance *graphgen.Value, eps float32) *graphgen.Value {
 	return g.BatchNorm(x, scale, bias, mean, variance, eps)
-}
-
-func (b *builder) beginStage(name string) {
-	b.m.Stages = append(b.m.Stages, StageStats{Name: name})
-	b.stage = &b.m.Stages[len(b.m.Stages)-1]
 }
 
 // param creates and initializes a named parameter.
@@ -351,9 +382,6 @@ func (b *builder) param(name string, kind ParamKind, dims []int64, lastBN bool) 
 	t := initTensor(b.m.Seed, name, kind, dims, b.m.ZeroGamma && lastBN)
 	v := b.m.Param(b.g, name, kind, t)
 	b.m.Params = append(b.m.Params, Param{Name: name, Kind: kind, Tensor: t, Value: v})
-	if kind.Trainable() {
-		b.stage.Params += t.NumElements()
-	}
 	return v
 }
 
@@ -419,11 +447,7 @@ func (b *builder) conv(name string, x *graphgen.Value, cin, cout, k, stride int)
 	w := b.param(name+".weight", ConvWeight, []int64{int64(cout), int64(cin), int64(k), int64(k)}, false)
 	p := int64(k / 2)
 	s := int64(stride)
-	y := b.g.Conv(x, w, nil, graphgen.ConvOpts{Strides: []int64{s, s}, Pads: []int64{p, p, p, p}})
-	if y.Shape.Static() || (y.Shape != nil && y.Shape[2].Known()) {
-		b.stage.MACs += int64(cout) * int64(cin) * int64(k*k) * y.Shape[2].Size * y.Shape[3].Size
-	}
-	return y
+	return b.g.Conv(x, w, nil, graphgen.ConvOpts{Strides: []int64{s, s}, Pads: []int64{p, p, p, p}})
 }
 
 // bn is BatchNorm with torchvision's parameter names; zeroGamma marks the
@@ -437,14 +461,16 @@ func (b *builder) bn(name string, x *graphgen.Value, c int, zeroGamma bool) *gra
 	return b.m.BatchNorm(b.g, name, x, scale, bias, mean, variance, BNEpsilon)
 }
 
+// stem is the 7x7 conv, or the deep stem's three 3x3 convs, then
+// BatchNorm, ReLU and a 3x3 stride-2 max pool.
 func (b *builder) stem(x *graphgen.Value) *graphgen.Value {
 	g := b.g
-	b.beginStage("stem")
 	g.SetScope("stem")
-	if b.m.Variant.deepStem() {
-		x = g.Relu(b.bn("conv1.1", b.conv("conv1.0", x, 3, 32, 3, 2), 32, false))
-		x = g.Relu(b.bn("conv1.4", b.conv("conv1.3", x, 32, 32, 3, 1), 32, false))
-		x = b.conv("conv1.6", x, 32, 64, 3, 1)
+	if a := b.m.Arch; a.DeepStem {
+		w := a.StemWidth
+		x = g.Relu(b.bn("conv1.1", b.conv("conv1.0", x, 3, w, 3, 2), w, false))
+		x = g.Relu(b.bn("conv1.4", b.conv("conv1.3", x, w, w, 3, 1), w, false))
+		x = b.conv("conv1.6", x, w, 64, 3, 1)
 	} else {
 		x = b.conv("conv1", x, 3, 64, 7, 2)
 	}
@@ -457,7 +483,7 @@ func (b *builder) shortcut(prefix string, x *graphgen.Value, cin, cout, stride i
 	if stride == 1 && cin == cout {
 		return x
 	}
-	if !b.m.Variant.avgShortcut() {
+	if !b.m.Arch.AvgDown {
 		return b.bn(prefix+".downsample.1", b.conv(prefix+".downsample.0", x, cin, cout, 1, stride), cout, false)
 	}
 	if stride > 1 {
@@ -479,7 +505,7 @@ func (b *builder) bottleneck(prefix string, x *graphgen.Value, cin, planes, stri
 	g := b.g
 	g.SetScope(prefix)
 	s1, s3 := stride, 1
-	if b.m.Variant.strideOn3x3() {
+	if b.m.Arch.StrideOn3x3 {
 		s1, s3 = 1, stride
 	}
 	cout := planes * 4

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/ortrain/ortrain/graphgen"
 )
 
 // Normalization every model expects of its input: RGB pixels on the 0-255
@@ -63,4 +65,49 @@ func group(n int64) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// countStages counts, per stage (stem, layer1 to layer4, head), the
+// trainable parameters and the multiply-accumulates per image of the
+// convolutions and the fully connected layer, in a walk over the built
+// graph: a node belongs to the stage of its weight's name.
+func countStages(m *Model) []StageStats {
+	stages := []StageStats{{Name: "stem"}, {Name: "layer1"}, {Name: "layer2"}, {Name: "layer3"}, {Name: "layer4"}, {Name: "head"}}
+	stageOf := func(param string) *StageStats {
+		for i := 1; i <= 4; i++ {
+			if strings.HasPrefix(param, fmt.Sprintf("layer%d.", i)) {
+				return &stages[i]
+			}
+		}
+		if strings.HasPrefix(param, "fc.") {
+			return &stages[5]
+		}
+		return &stages[0]
+	}
+	byValue := map[*graphgen.Value]string{}
+	for _, p := range m.Params {
+		byValue[p.Value] = p.Name
+		if p.Kind.Trainable() {
+			stageOf(p.Name).Params += p.Tensor.NumElements()
+		}
+	}
+	for _, n := range m.Graph.Nodes {
+		if len(n.Inputs) < 2 || (n.Op != "Conv" && n.Op != "Gemm") {
+			continue
+		}
+		name, ok := byValue[n.Inputs[1]]
+		w, y := n.Inputs[1].Shape, n.Outputs[0].Shape
+		if !ok || !w.Static() {
+			continue
+		}
+		macs := w.NumElements() // Gemm: classes x width per image
+		if n.Op == "Conv" {
+			if !y[2].Known() || !y[3].Known() {
+				continue
+			}
+			macs *= y[2].Size * y[3].Size
+		}
+		stageOf(name).MACs += macs
+	}
+	return stages
 }
