@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ortrain/ortrain/classifier"
 	"github.com/ortrain/ortrain/models"
 	"github.com/ortrain/ortrain/runtime"
 )
@@ -93,49 +94,26 @@ func (t *Teacher) trial() error {
 	return nil
 }
 
+// check requires an image classifier with one output that fits the
+// student's classes, batch and image size.
 func (t *Teacher) check() error {
-	s, e := t.sess, t.expect
+	e := t.expect
+	info, err := classifier.Inspect(t.sess, "teacher "+t.Path)
+	if err != nil {
+		return err
+	}
 	fail := func(format string, a ...any) error {
 		return fmt.Errorf("teacher %s: %s", t.Path, fmt.Sprintf(format, a...))
 	}
-	if len(s.Inputs) != 1 {
-		names := make([]string, len(s.Inputs))
-		for i, in := range s.Inputs {
-			names[i] = in.Name
-		}
-		return fail("wants one image input, has %d (%s)", len(s.Inputs), strings.Join(names, ", "))
-	}
-	in := s.Inputs[0]
-	if in.DType != runtime.Float32 {
-		return fail("input %s is %v, want float32", in.Name, in.DType)
-	}
-	if len(in.Shape) != 4 {
-		return fail("input %s has rank %d (shape %v), want (N,3,H,W)", in.Name, len(in.Shape), in.Shape)
-	}
-	if in.Shape[1] != 3 {
-		return fail("input %s has %d channels, want 3", in.Name, in.Shape[1])
-	}
-	if in.Shape[0] >= 0 && in.Shape[0] != int64(e.Batch) {
-		return fail("input %s takes batches of %d, the student's are %d", in.Name, in.Shape[0], e.Batch)
-	}
-	for i, d := range in.Shape[2:] {
-		if d >= 0 && d != int64(e.ImageSize) {
-			return fail("input %s is %v, the student's images are %dx%d (dimension %d differs)", in.Name, in.Shape, e.ImageSize, e.ImageSize, i+2)
-		}
-	}
-	if len(s.Outputs) != 1 {
-		names := make([]string, len(s.Outputs))
-		for i, o := range s.Outputs {
-			names[i] = o.Name
-		}
-		return fail("has %d outputs (%s); a teacher has one, its logits (N,K)", len(s.Outputs), strings.Join(names, ", "))
-	}
-	out := s.Outputs[0]
-	if out.DType != runtime.Float32 || len(out.Shape) != 2 {
-		return fail("output %s is %v%v, want float32 logits (N,K)", out.Name, out.DType, out.Shape)
-	}
-	if out.Shape[1] >= 0 && out.Shape[1] != int64(e.Classes) {
-		return fail("output %s has %d classes, the student %d", out.Name, out.Shape[1], e.Classes)
+	switch {
+	case info.Outputs != 1:
+		return fail("has %d outputs; a teacher has one, its logits (N,K)", info.Outputs)
+	case info.Batch >= 0 && info.Batch != int64(e.Batch):
+		return fail("input %s takes batches of %d, the student's are %d", info.Input, info.Batch, e.Batch)
+	case info.Height >= 0 && info.Height != int64(e.ImageSize) || info.Width >= 0 && info.Width != int64(e.ImageSize):
+		return fail("input %s is %dx%d, the student's images are %dx%d", info.Input, info.Height, info.Width, e.ImageSize, e.ImageSize)
+	case info.Classes >= 0 && info.Classes != int64(e.Classes):
+		return fail("output %s has %d classes, the student %d", info.Logits, info.Classes, e.Classes)
 	}
 	return nil
 }

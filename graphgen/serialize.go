@@ -2,12 +2,11 @@ package graphgen
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ortrain/ortrain/graphgen/onnxpb"
+	"github.com/ortrain/ortrain/internal/atomicfile"
 )
 
 // ModelInfo is what a ModelProto carries besides the graph.
@@ -128,93 +127,7 @@ func (g *Graph) WriteFile(path string, info ModelInfo) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, b)
-}
-
-// WriteFileAtomic writes data to path through a synced temporary file and a
-// rename, so a reader never sees a half-written file and a failure leaves the
-// old one. A symbolic link is followed (its target is written, the link
-// kept; a dangling link gets its target created); a path that exists but is
-// not a regular file (a device such as /dev/null, a named pipe) is written in
-// place, never replaced. A replaced file keeps its permissions.
-func WriteFileAtomic(path string, data []byte) (err error) {
-	mode := os.FileMode(0o644)
-	for hops := 0; ; hops++ {
-		st, serr := os.Lstat(path)
-		if serr != nil || st.Mode()&os.ModeSymlink == 0 {
-			break
-		}
-		if hops > 40 {
-			return fmt.Errorf("write %s: too many levels of symbolic links", path)
-		}
-		target, lerr := os.Readlink(path)
-		if lerr != nil {
-			return fmt.Errorf("write %s: %w", path, lerr)
-		}
-		if !filepath.IsAbs(target) {
-			target = filepath.Join(filepath.Dir(path), target)
-		}
-		path = target
-	}
-	if st, serr := os.Lstat(path); serr == nil {
-		mode = st.Mode().Perm()
-		if !st.Mode().IsRegular() {
-			if st.IsDir() {
-				return fmt.Errorf("write %s: is a directory", path)
-			}
-			f, oerr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-			if oerr != nil {
-				return fmt.Errorf("write %s: %w", path, oerr)
-			}
-			if _, err = f.Write(data); err != nil {
-				f.Close()
-				return fmt.Errorf("write %s: %w", path, err)
-			}
-			if err = f.Close(); err != nil {
-				return fmt.Errorf("write %s: %w", path, err)
-			}
-			return nil
-		}
-	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	if st, serr := os.Stat(dir); serr != nil || !st.IsDir() {
-		return fmt.Errorf("write %s: directory %s does not exist", path, dir)
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Chmod(tmp, mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, derr := os.Open(dir); derr == nil { // persist the rename
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(path, b)
 }
 
 func valueInfo(v *Value) *onnxpb.ValueInfoProto {

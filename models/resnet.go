@@ -196,6 +196,7 @@ const (
 	MaxClasses   = 100_000 // ImageNet-21k has 21,841; a resnet50 head of 100k is 0.8 GB
 	MinImageSize = 32      // the network downsamples by 32
 	MaxImageSize = 4096
+	MaxBatch     = 1 << 16
 )
 
 // BNEpsilon is BatchNorm's epsilon, PyTorch's and Gluon's default.
@@ -288,7 +289,7 @@ func newModel(o Options) (*Model, error) {
 	if o.ComputeType == graphgen.Undefined {
 		o.ComputeType = graphgen.Float
 	}
-	if err := o.check(); err != nil {
+	if err := o.Check(); err != nil {
 		return nil, err
 	}
 	if o.BatchNorm == nil {
@@ -314,15 +315,16 @@ func newModel(o Options) (*Model, error) {
 	return m, nil
 }
 
-// check says whether the options are within the limits, naming the option.
-func (o Options) check() error {
+// Check says whether the options are within the limits, naming the
+// option.
+func (o Options) Check() error {
 	switch {
 	case o.Classes < 1 || o.Classes > MaxClasses:
 		return fmt.Errorf("classes must be between 1 and %d, got %d", MaxClasses, o.Classes)
 	case o.ImageSize < MinImageSize || o.ImageSize > MaxImageSize:
 		return fmt.Errorf("image size must be between %d (the network downsamples by 32) and %d, got %d", MinImageSize, MaxImageSize, o.ImageSize)
-	case o.Batch < 0:
-		return fmt.Errorf("batch must be positive or 0 for dynamic, got %d", o.Batch)
+	case o.Batch < 0 || o.Batch > MaxBatch:
+		return fmt.Errorf("batch must be between 1 and %d, or 0 for dynamic, got %d", MaxBatch, o.Batch)
 	}
 	return nil
 }

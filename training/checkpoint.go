@@ -13,6 +13,7 @@ import (
 	"sort"
 
 	"github.com/ortrain/ortrain/graphgen"
+	"github.com/ortrain/ortrain/internal/atomicfile"
 )
 
 // Checkpoint is everything a run needs to continue exactly where it stopped:
@@ -98,7 +99,7 @@ func WriteCheckpoint(path string, c *Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	return graphgen.WriteFileAtomic(path, b)
+	return atomicfile.Write(path, b)
 }
 
 // ReadCheckpoint reads and verifies a checkpoint file.

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/ortrain/ortrain/graphgen"
+	"github.com/ortrain/ortrain/internal/atomicfile"
 	"github.com/ortrain/ortrain/models"
 )
 
@@ -105,60 +105,79 @@ func (c *Config) PeakLR() float64 {
 	return ScaleLR(c.LRBase, c.BatchSize)
 }
 
-// Validate checks ranges and combinations, with messages that name the flag.
+// SettingError says a setting is out of its range or conflicts with
+// another; Setting is its name in config.json (a CLI maps it to its flag).
+type SettingError struct {
+	Setting string
+	Problem string // "must be positive", ...
+}
+
+func (e *SettingError) Error() string { return e.Setting + " " + e.Problem }
+
+// Validate checks ranges and combinations; the error is a *SettingError
+// naming the first setting that is wrong.
 func (c *Config) Validate() error {
 	if _, _, err := models.ParseName(c.Model); err != nil {
-		return err
+		return &SettingError{"model", strings.TrimPrefix(err.Error(), "unknown model ")}
 	}
-	bad := func(cond bool, format string, a ...any) error {
+	bad := func(cond bool, setting, format string, a ...any) error {
 		if cond {
-			return fmt.Errorf(format, a...)
+			return &SettingError{setting, fmt.Sprintf(format, a...)}
 		}
 		return nil
 	}
 	// NaN passes every range check below (each comparison is false).
 	for _, f := range []struct {
-		flag string
-		v    float64
-	}{{"lr", c.LR}, {"lr-base", c.LRBase}, {"warmup-epochs", c.WarmupEpochs}, {"lr-factor", c.LRFactor},
-		{"momentum", c.Momentum}, {"wd", c.WeightDecay}, {"label-smoothing", c.LabelSmoothing}, {"mixup-alpha", c.MixupAlpha},
-		{"kd-temperature", c.KDTemperature}, {"kd-hard-weight", c.KDHardWeight}, {"bad-limit", c.BadLimit}} {
+		setting string
+		v       float64
+	}{{"lr", c.LR}, {"lr_base", c.LRBase}, {"warmup_epochs", c.WarmupEpochs}, {"lr_factor", c.LRFactor},
+		{"momentum", c.Momentum}, {"weight_decay", c.WeightDecay}, {"label_smoothing", c.LabelSmoothing}, {"mixup_alpha", c.MixupAlpha},
+		{"kd_temperature", c.KDTemperature}, {"kd_hard_weight", c.KDHardWeight}, {"bad_limit", c.BadLimit}} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
-			return fmt.Errorf("--%s must be a finite number, got %g", f.flag, f.v)
+			return &SettingError{f.setting, fmt.Sprintf("must be a finite number, got %g", f.v)}
 		}
 	}
 	for _, v := range c.LRSteps {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return fmt.Errorf("--lr-steps must be finite numbers, got %v", c.LRSteps)
+			return &SettingError{"lr_steps", fmt.Sprintf("must be finite numbers, got %v", c.LRSteps)}
 		}
 	}
+	if err := (models.Options{Name: c.Model, Classes: 1, ImageSize: c.ImageSize}).Check(); err != nil {
+		return &SettingError{"image_size", strings.TrimPrefix(err.Error(), "image size ")}
+	}
 	for _, err := range []error{
-		bad(c.Data == "", "--data is required"),
-		bad(c.Out == "", "--out is required"),
-		bad(c.ImageSize < 32 || c.ImageSize > models.MaxImageSize, "--image-size must be between 32 and %d, got %d", models.MaxImageSize, c.ImageSize),
-		bad(c.Epochs < 1, "--epochs must be at least 1, got %d", c.Epochs),
-		bad(c.BatchSize < 2 || c.BatchSize > 1<<16, "--batch-size must be between 2 and 65536, got %d", c.BatchSize),
-		bad(c.LR < 0 || c.LRBase <= 0 && c.LR == 0, "--lr must be positive"),
-		bad(c.LRMode != "step" && c.LRMode != "cosine", "--lr-mode must be step or cosine, got %q", c.LRMode),
-		bad(c.WarmupEpochs < 0 || c.WarmupEpochs > float64(c.Epochs), "--warmup-epochs must be between 0 and --epochs"),
-		bad(c.LRFactor <= 0 || c.LRFactor > 1, "--lr-factor must be in (0, 1]"),
-		bad(c.Momentum < 0 || c.Momentum >= 1, "--momentum must be in [0, 1)"),
-		bad(c.WeightDecay < 0, "--wd must not be negative"),
-		bad(c.LabelSmoothing < 0 || c.LabelSmoothing >= 1, "--label-smoothing must be in [0, 1)"),
-		bad(c.MixupAlpha < 0, "--mixup-alpha must not be negative"),
-		bad(c.Teacher != "" && c.KDTemperature <= 0, "--kd-temperature must be positive"),
-		bad(c.KDHardWeight < 0 || c.KDHardWeight > 1, "--kd-hard-weight must be in [0, 1]"),
-		bad(c.Threads < 0 || c.Workers < 0, "--threads and --workers must not be negative"),
-		bad(c.KeepLast < 0, "--keep must not be negative"),
-		bad(c.BadLimit < 0 || c.BadLimit > 1, "--bad-limit must be a fraction in [0, 1]"),
+		bad(c.Data == "", "data", "is required"),
+		bad(c.Out == "", "out", "is required"),
+		bad(c.Epochs < 1, "epochs", "must be at least 1, got %d", c.Epochs),
+		bad(c.BatchSize < 2 || c.BatchSize > models.MaxBatch, "batch_size", "must be between 2 and %d, got %d", models.MaxBatch, c.BatchSize),
+		bad(c.LR < 0 || c.LRBase <= 0 && c.LR == 0, "lr", "must be positive"),
+		bad(c.LRMode != "step" && c.LRMode != "cosine", "lr_mode", "must be step or cosine, got %q", c.LRMode),
+		bad(c.WarmupEpochs < 0 || c.WarmupEpochs > float64(c.Epochs), "warmup_epochs", "must be between 0 and the epochs (%d)", c.Epochs),
+		bad(c.LRFactor <= 0 || c.LRFactor > 1, "lr_factor", "must be in (0, 1]"),
+		bad(c.Momentum < 0 || c.Momentum >= 1, "momentum", "must be in [0, 1)"),
+		bad(c.WeightDecay < 0, "weight_decay", "must not be negative"),
+		bad(c.LabelSmoothing < 0 || c.LabelSmoothing >= 1, "label_smoothing", "must be in [0, 1)"),
+		bad(c.MixupAlpha < 0, "mixup_alpha", "must not be negative"),
+		bad(c.Teacher != "" && c.KDTemperature <= 0, "kd_temperature", "must be positive"),
+		bad(c.KDHardWeight < 0 || c.KDHardWeight > 1, "kd_hard_weight", "must be in [0, 1]"),
+		bad(c.Threads < 0, "threads", "must not be negative"),
+		bad(c.Workers < 0, "workers", "must not be negative"),
+		bad(c.KeepLast < 0, "keep_last", "must not be negative"),
+		bad(c.BadLimit < 0 || c.BadLimit > 1, "bad_limit", "must be a fraction in [0, 1]"),
 	} {
 		if err != nil {
 			return err
 		}
 	}
 	if _, err := ParseSmoothing(c.SmoothingRule); err != nil {
-		return err
+		return &SettingError{"smoothing_rule", err.Error()}
 	}
+	return c.checkLRSteps()
+}
+
+// checkLRSteps: decay points are all epochs (whole, at most the run's) or
+// all fractions of the run.
+func (c *Config) checkLRSteps() error {
 	fractions, epochs := 0, 0
 	for _, s := range c.LRSteps {
 		switch {
@@ -167,13 +186,57 @@ func (c *Config) Validate() error {
 		case s >= 1 && s == math.Trunc(s) && s <= float64(c.Epochs):
 			epochs++
 		default:
-			return fmt.Errorf("--lr-steps are epochs (whole, at most --epochs) or fractions of the run in (0, 1), got %g", s)
+			return &SettingError{"lr_steps", fmt.Sprintf("are epochs (whole, at most the run's %d) or fractions of the run in (0, 1), got %g", c.Epochs, s)}
 		}
 	}
 	if fractions > 0 && epochs > 0 {
-		return fmt.Errorf("--lr-steps mixes epochs and fractions: %v", c.LRSteps)
+		return &SettingError{"lr_steps", fmt.Sprintf("mixes epochs and fractions: %v", c.LRSteps)}
 	}
 	return nil
+}
+
+// resumable are the settings a resumed run may change: where and how it
+// runs, not what it computes.
+var resumable = map[string]bool{"device": true, "threads": true, "workers": true, "plain_conv": true}
+
+// Resume is the configuration a resumed run continues with: saved, with
+// the settings named in set (config.json names) taken from given. Setting
+// anything but where and how it runs is an error naming the settings.
+func Resume(saved, given Config, set []string) (Config, error) {
+	var refused []string
+	for _, name := range set {
+		if !resumable[name] {
+			refused = append(refused, name)
+		}
+	}
+	if len(refused) > 0 {
+		return saved, &SettingError{strings.Join(refused, ", "), "cannot change in a resumed run: it keeps its configuration"}
+	}
+	c := saved
+	for _, name := range set {
+		switch name {
+		case "device":
+			c.Device = given.Device
+		case "threads":
+			c.Threads = given.Threads
+		case "workers":
+			c.Workers = given.Workers
+		case "plain_conv":
+			c.PlainConv = given.PlainConv
+		}
+	}
+	return c, nil
+}
+
+// FitWarmup scales a recipe's warmup to a run shorter than the paper's, in
+// the paper's proportion (5 of 120 epochs), and says so; "" when nothing
+// changed. Call it for a new run whose warmup the user did not set.
+func (c *Config) FitWarmup() string {
+	if c.Recipe == "" || c.WarmupEpochs <= float64(c.Epochs)*5/120 {
+		return ""
+	}
+	c.WarmupEpochs = float64(c.Epochs) * 5 / 120
+	return fmt.Sprintf("warmup scaled to %.3g epochs (the paper's 5 of 120)", c.WarmupEpochs)
 }
 
 // Print writes the resolved configuration, one setting a line.
@@ -219,7 +282,7 @@ func SaveConfig(c *Config) error {
 	if err != nil {
 		return err
 	}
-	return graphgen.WriteFileAtomic(filepath.Join(c.Out, "config.json"), append(b, '\n'))
+	return atomicfile.Write(filepath.Join(c.Out, "config.json"), append(b, '\n'))
 }
 
 // LoadConfig reads a run folder's config.json.

@@ -9,13 +9,12 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/ortrain/ortrain/internal/atomicfile"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-
-	"github.com/ortrain/ortrain/graphgen"
 )
 
 // EpochRecord is one line of metrics.jsonl and metrics.csv.
@@ -75,10 +74,10 @@ func WriteMetrics(dir string, hist []EpochRecord) error {
 		fmt.Fprintf(&csv, "%d,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%d,%s,%s\n", r.Epoch, r.Step, f(r.LR), f(r.TrainLoss), f(r.TrainHard), f(r.TrainSoft),
 			f(r.TrainTop1), f(r.ValTop1), f(r.ValTop5), f(r.ValLoss), f(r.ImagesPerS), f(r.TeacherMS), r.Skipped, r.Unreadable, f(r.LossScale), f(r.Seconds))
 	}
-	if err := graphgen.WriteFileAtomic(filepath.Join(dir, "metrics.jsonl"), jl.Bytes()); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "metrics.jsonl"), jl.Bytes()); err != nil {
 		return err
 	}
-	if err := graphgen.WriteFileAtomic(filepath.Join(dir, "metrics.csv"), csv.Bytes()); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "metrics.csv"), csv.Bytes()); err != nil {
 		return err
 	}
 	series := func(get func(EpochRecord) float64) plotter.XYs {
@@ -170,5 +169,5 @@ func WritePlot(path, title, ylabel string, legendTop bool, curves []Curve) error
 	if _, err := img.WriteTo(&b); err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
-	return graphgen.WriteFileAtomic(path, b.Bytes())
+	return atomicfile.Write(path, b.Bytes())
 }

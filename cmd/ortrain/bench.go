@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"sort"
-	"time"
 
+	"github.com/ortrain/ortrain/classifier"
+	"github.com/ortrain/ortrain/internal/bench"
 	"github.com/ortrain/ortrain/runtime"
 )
 
@@ -33,12 +33,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer sess.Destroy()
-	if len(sess.Inputs) != 1 || len(sess.Inputs[0].Shape) != 4 || sess.Inputs[0].DType != runtime.Float32 {
-		desc := fmt.Sprint(sess.Inputs)
-		if len(sess.Inputs) > 3 {
-			desc = fmt.Sprintf("%d inputs (%v, %v, ...)", len(sess.Inputs), sess.Inputs[0], sess.Inputs[1])
-		}
-		return fmt.Errorf("%s is not an image classifier: want one float32 input (N,3,H,W), it has %s", *model, desc)
+	if _, err := classifier.Inspect(sess, *model); err != nil {
+		return err
 	}
 	shape := append([]int64{}, sess.Inputs[0].Shape...)
 	if shape[0] < 0 {
@@ -66,32 +62,22 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer in.Destroy()
-	var times []float64
-	for i := 0; i < *warmup+*iters; i++ {
-		start := time.Now()
+	times, err := bench.Times(*warmup, *iters, bench.Turns{}, func() error {
 		outs, err := sess.Run([]*runtime.Tensor{in}, nil)
-		if err != nil {
-			return err
-		}
-		el := time.Since(start).Seconds()
 		for _, o := range outs {
 			o.Destroy()
 		}
-		if i >= *warmup {
-			times = append(times, el)
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	sort.Float64s(times)
-	med := times[len(times)/2]
-	var total float64
-	for _, t := range times {
-		total += t
-	}
+	total, med, fastest := bench.Stats(times)
 	name := *label
 	if name == "" {
 		name = *model
 	}
 	fmt.Fprintf(stdout, "%s: batch %d, %d runs: %.1f img/s (mean), median %.1f ms per batch, min %.1f ms\n",
-		name, shape[0], len(times), float64(shape[0])*float64(len(times))/total, med*1e3, times[0]*1e3)
+		name, shape[0], len(times), float64(shape[0])*float64(len(times))/total, med*1e3, fastest*1e3)
 	return nil
 }

@@ -10,15 +10,17 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/spf13/pflag"
+
+	"github.com/ortrain/ortrain/classifier"
 	"github.com/ortrain/ortrain/models"
 	"github.com/ortrain/ortrain/runtime"
 	"github.com/ortrain/ortrain/training"
 	"github.com/ortrain/ortrain/training/data"
-	"github.com/spf13/pflag"
 )
 
 // classifier describes an image classifier session: input size, classes.
-type classifier struct {
+type imageClassifier struct {
 	sess    *runtime.Session
 	size    int
 	k       int
@@ -26,18 +28,16 @@ type classifier struct {
 	eval    data.EvalTransform // the validation transform at size
 }
 
-// asClassifier checks that a session is an image classifier (one float32
-// input (N,3,H,W), a float32 (N,K) first output) and reads its size and
-// class names; sizeFlag is used when the model's H and W are dynamic.
-func asClassifier(sess *runtime.Session, path string, sizeFlag int) (*classifier, error) {
-	if len(sess.Inputs) != 1 || sess.Inputs[0].DType != runtime.Float32 || len(sess.Inputs[0].Shape) != 4 || sess.Inputs[0].Shape[1] != 3 {
-		return nil, fmt.Errorf("%s is not an image classifier: want one float32 input (N,3,H,W)", path)
+// asClassifier checks that a session is an image classifier and reads its
+// size and class names; sizeFlag is used when the model's H and W are
+// dynamic, else its metadata's size.
+func asClassifier(sess *runtime.Session, path string, sizeFlag int) (*imageClassifier, error) {
+	info, err := classifier.Inspect(sess, path)
+	if err != nil {
+		return nil, err
 	}
-	if len(sess.Outputs) < 1 || sess.Outputs[0].DType != runtime.Float32 || len(sess.Outputs[0].Shape) != 2 {
-		return nil, fmt.Errorf("%s is not an image classifier: want float32 logits (N,K) as its first output", path)
-	}
-	c := &classifier{sess: sess, k: int(sess.Outputs[0].Shape[1])}
-	h, w := sess.Inputs[0].Shape[2], sess.Inputs[0].Shape[3]
+	c := &imageClassifier{sess: sess, k: int(info.Classes), classes: info.ClassNames}
+	h, w := info.Height, info.Width
 	switch {
 	case h > 0 && w > 0 && h != w:
 		return nil, fmt.Errorf("%s takes %dx%d images; only square inputs are supported", path, h, w)
@@ -46,15 +46,10 @@ func asClassifier(sess *runtime.Session, path string, sizeFlag int) (*classifier
 	case sizeFlag > 0:
 		c.size = sizeFlag
 	default:
-		if v, err := strconv.Atoi(sess.Metadata[models.MetaImageSize]); err == nil && v > 0 {
+		if v, err := strconv.Atoi(info.Metadata[models.MetaImageSize]); err == nil && v > 0 {
 			c.size = v
 		} else {
 			return nil, fmt.Errorf("%s has a dynamic image size; give --image-size", path)
-		}
-	}
-	if s := sess.Metadata[models.MetaClasses]; s != "" {
-		if err := json.Unmarshal([]byte(s), &c.classes); err != nil || (c.k > 0 && len(c.classes) != c.k) {
-			c.classes = nil
 		}
 	}
 	return c, nil
@@ -63,7 +58,7 @@ func asClassifier(sess *runtime.Session, path string, sizeFlag int) (*classifier
 // openClassifier loads a model, checks that it is an image classifier and
 // sets up its preprocessing (the model's own, with the flags' overrides),
 // which it reports on stderr.
-func openClassifier(rt *rtFlags, pf *preprocessFlags, model string, size int, stderr io.Writer) (*classifier, error) {
+func openClassifier(rt *rtFlags, pf *preprocessFlags, model string, size int, stderr io.Writer) (*imageClassifier, error) {
 	over, err := pf.overrides()
 	if err != nil {
 		return nil, err
@@ -129,7 +124,7 @@ func (f *preprocessFlags) overrides() (training.PreprocessOverrides, error) {
 	return o, nil
 }
 
-func (c *classifier) name(i int) string {
+func (c *imageClassifier) name(i int) string {
 	if i < len(c.classes) {
 		return c.classes[i]
 	}
@@ -191,7 +186,7 @@ func cmdPredict(args []string, stdout, stderr io.Writer) error {
 }
 
 // run classifies n preprocessed images.
-func (c *classifier) run(images []float32, n int) ([]float32, error) {
+func (c *imageClassifier) run(images []float32, n int) ([]float32, error) {
 	in, err := runtime.NewFloat32([]int64{int64(n), 3, int64(c.size), int64(c.size)}, images)
 	if err != nil {
 		return nil, err

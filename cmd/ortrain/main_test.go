@@ -84,7 +84,7 @@ func TestBadInput(t *testing.T) {
 
 	// A classifier whose fixed input is far too large to allocate.
 	huge := graphgen.New("huge", graphgen.DefaultOpset)
-	huge.Output(huge.GlobalAveragePool(huge.Input("images", graphgen.Float, graphgen.S(1, 3, 200000, 200000))))
+	huge.Output(huge.Flatten(huge.GlobalAveragePool(huge.Input("images", graphgen.Float, graphgen.S(1, 3, 200000, 200000))), 1))
 	hugePath := filepath.Join(t.TempDir(), "huge.onnx")
 	if err := huge.WriteFile(hugePath, graphgen.ModelInfo{}); err != nil {
 		t.Fatal(err)

@@ -42,6 +42,78 @@ func recipeFromArgs(args []string) (string, error) {
 	return "", nil
 }
 
+// runFlags are the flags of ortrain train that are no setting of the run's
+// configuration, and say only where and how it runs: a resumed run may
+// change them.
+var runFlags = map[string]bool{"resume": true, "ort-lib": true, "opt-level": true, "allow-cpu-fallback": true,
+	"parallel": true, "inter-threads": true, "ort-config": true, "teacher-device": true, "teacher-threads": true}
+
+// flagOfSetting and settingOfFlag translate between config.json's names and
+// the flags of ortrain train: the same words, but for two.
+var flagOfSetting = map[string]string{"weight_decay": "wd", "keep_last": "keep"}
+
+func flagName(setting string) string {
+	if f, ok := flagOfSetting[setting]; ok {
+		return f
+	}
+	return strings.ReplaceAll(setting, "_", "-")
+}
+
+func settingName(flag string) string {
+	for s, f := range flagOfSetting {
+		if f == flag {
+			return s
+		}
+	}
+	return strings.ReplaceAll(flag, "-", "_")
+}
+
+// flagError names the flag of a configuration setting in error.
+func flagError(err error) error {
+	var se *training.SettingError
+	if !errors.As(err, &se) {
+		return err
+	}
+	names := strings.Split(se.Setting, ", ")
+	for i, n := range names {
+		names[i] = "--" + flagName(n)
+	}
+	return fmt.Errorf("%s %s", strings.Join(names, ", "), se.Problem)
+}
+
+// resumedConfig is the saved configuration of the run in dir, with what
+// the flags given may change (training.Resume); other flags are refused.
+func resumedConfig(fs *pflag.FlagSet, dir string, given training.Config) (training.Config, error) {
+	var settings, refused []string
+	fs.Visit(func(f *pflag.Flag) {
+		switch {
+		case runFlags[f.Name]:
+		case f.Name == "overwrite" || f.Name == "help":
+			refused = append(refused, "--"+f.Name)
+		default:
+			settings = append(settings, settingName(f.Name))
+		}
+	})
+	saved, err := training.LoadConfig(dir)
+	if err != nil {
+		return given, err
+	}
+	cfg, err := training.Resume(*saved, given, settings)
+	var se *training.SettingError
+	if errors.As(err, &se) {
+		for _, n := range strings.Split(se.Setting, ", ") {
+			refused = append(refused, "--"+flagName(n))
+		}
+	} else if err != nil {
+		return given, err
+	}
+	if len(refused) > 0 {
+		return given, usageError{fmt.Errorf("a resumed run keeps its configuration; drop %s", strings.Join(refused, ", "))}
+	}
+	cfg.Out = dir
+	return cfg, nil
+}
+
 // exitCodeInterrupted is the status of a run stopped by SIGINT or SIGTERM
 // after its checkpoint was written (128 + SIGINT, as shells report it).
 const exitCodeInterrupted = 130
@@ -65,10 +137,76 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	fs, help := flagSet("train")
+	tf := addTrainFlags(fs, &cfg)
+	rt := addRuntimeFlags(fs)
+	if err := parse(fs, help, args, synopsis, stdout); err != nil {
+		return err
+	}
+	if cfg, err = runConfig(fs, tf, cfg, stderr); err != nil {
+		return err
+	}
+	cfg.Device, cfg.Threads = rt.device, rt.threads // how this process runs
+	if err := cfg.Validate(); err != nil {
+		return usageError{flagError(err)}
+	}
+	opts, err := rt.options()
+	if err != nil {
+		return err
+	}
+	tr := &training.Trainer{Config: cfg, Log: stderr, Prog: progressFor(stderr)}
+	var teacher *distill.Teacher
+	if cfg.Teacher != "" {
+		if tr.LoadTeacher, err = teacherLoader(tf, cfg, opts, &teacher); err != nil {
+			return err
+		}
+	}
+	err = tr.Setup(opts, tf.resume != "")
+	if teacher != nil {
+		defer teacher.Close()
+	}
+	if err != nil {
+		return providerAdvice(err)
+	}
+	defer tr.Close()
+	// The configuration is printed once everything has been checked, so that
+	// a refused input is the only line a failed start prints.
+	fmt.Fprintf(stderr, "ortrain train: %s on %s (ONNX Runtime %s)\n", cfg.Model, cfg.Data, rtVersion())
+	cfg.Print(stderr)
+	if tr.Convolutions != "" {
+		fmt.Fprintf(stderr, "  %-16s %s\n", "(convolutions)", tr.Convolutions)
+	}
+	if teacher != nil && teacher.Note != "" {
+		fmt.Fprintf(stderr, "  %-16s %s\n", "(teacher)", teacher.Note)
+	}
+	if tf.resume == "" {
+		if err := training.SaveConfig(&cfg); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = tr.Run(ctx)
+	if errors.Is(err, training.ErrInterrupted) {
+		return interruptedError{cfg.Out}
+	}
+	return err
+}
+
+// trainFlags are ortrain train's flags that are no configuration setting.
+type trainFlags struct {
+	resume, teacherDevice string
+	overwrite             bool
+	teacherThreads        int
+}
+
+// addTrainFlags defines ortrain train's flags; those of the configuration
+// write into cfg, whose values (a recipe's) are their defaults.
+func addTrainFlags(fs *pflag.FlagSet, cfg *training.Config) *trainFlags {
+	tf := &trainFlags{}
 	fs.StringVar(&cfg.Data, "data", "", "image folder with train/<class>/* and val/<class>/*")
 	fs.StringVar(&cfg.Out, "out", cfg.Out, "run folder: config, metrics, plots, checkpoints, model.onnx")
-	resume := fs.String("resume", "", "continue the run in this folder from its last checkpoint")
-	overwrite := fs.Bool("overwrite", false, "start a new run in --out even if it holds one (its checkpoints are replaced)")
+	fs.StringVar(&tf.resume, "resume", "", "continue the run in this folder from its last checkpoint")
+	fs.BoolVar(&tf.overwrite, "overwrite", false, "start a new run in --out even if it holds one (its checkpoints are replaced)")
 	fs.StringVar(&cfg.Recipe, "recipe", cfg.Recipe, "paper settings: baseline, efficient or tricks (flags given override them)")
 	fs.StringVar(&cfg.Model, "model", cfg.Model, "network (see graphgen --list)")
 	fs.IntVar(&cfg.ImageSize, "image-size", cfg.ImageSize, "training and evaluation crop size")
@@ -93,130 +231,73 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.KDTemperature, "kd-temperature", cfg.KDTemperature, "distillation temperature T")
 	fs.Float64Var(&cfg.KDHardWeight, "kd-hard-weight", cfg.KDHardWeight, "weight of the hard loss; the soft one gets 1 minus it")
 	fs.BoolVar(&cfg.TeacherOverlap, "teacher-overlap", cfg.TeacherOverlap, "score the next batch with the teacher during the student's step")
-	teacherDevice := fs.String("teacher-device", "", "execution provider of the teacher (default: --device)")
-	teacherThreads := fs.Int("teacher-threads", 0, "intra-op threads of the teacher (0: one per core)")
+	fs.StringVar(&tf.teacherDevice, "teacher-device", "", "execution provider of the teacher (default: --device)")
+	fs.IntVar(&tf.teacherThreads, "teacher-threads", 0, "intra-op threads of the teacher (0: one per core)")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "decoding goroutines (0: one per core)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of initialization, data order, augmentation and mixup")
 	fs.Int64Var(&cfg.Opset, "opset", cfg.Opset, "ONNX opset of the graphs")
 	fs.IntVar(&cfg.KeepLast, "keep", cfg.KeepLast, "epoch checkpoints kept besides last and best")
 	fs.Float64Var(&cfg.BadLimit, "bad-limit", cfg.BadLimit, "fraction of unreadable images an epoch tolerates before stopping")
-	rt := addRuntimeFlags(fs)
-	if err := parse(fs, help, args, synopsis, stdout); err != nil {
-		return err
+	return tf
+}
+
+// runConfig is the configuration of the run: the resumed one's, or a new
+// one's with the recipe's warmup fitted to the run, its data path made
+// absolute (a resume from another directory finds the same data) and its
+// run folder checked.
+func runConfig(fs *pflag.FlagSet, tf *trainFlags, cfg training.Config, stderr io.Writer) (training.Config, error) {
+	if tf.resume != "" {
+		return resumedConfig(fs, tf.resume, cfg)
 	}
-	if *resume != "" {
-		// Where and how it runs may change; what it computes may not.
-		allowed := map[string]bool{"resume": true, "device": true, "threads": true, "workers": true, "ort-lib": true, "opt-level": true,
-			"allow-cpu-fallback": true, "teacher-device": true, "teacher-threads": true,
-			"parallel": true, "inter-threads": true, "ort-config": true, "plain-conv": true}
-		var changed []string
-		fs.Visit(func(f *pflag.Flag) {
-			if !allowed[f.Name] {
-				changed = append(changed, "--"+f.Name)
-			}
-		})
-		if len(changed) > 0 {
-			return usageError{fmt.Errorf("a resumed run keeps its configuration; drop %s", strings.Join(changed, ", "))}
+	if !fs.Changed("warmup-epochs") {
+		if note := cfg.FitWarmup(); note != "" {
+			fmt.Fprintf(stderr, "note: %s; give --warmup-epochs to choose\n", note)
 		}
-		saved, err := training.LoadConfig(*resume)
+	}
+	if cfg.Data != "" {
+		abs, err := filepath.Abs(cfg.Data)
 		if err != nil {
-			return err
+			return cfg, err
 		}
-		workers, plain := cfg.Workers, cfg.PlainConv
-		cfg = *saved
-		if fs.Changed("workers") {
-			cfg.Workers = workers
-		}
-		if fs.Changed("plain-conv") {
-			cfg.PlainConv = plain
-		}
-		cfg.Out = *resume
+		cfg.Data = abs
 	}
-	if *resume == "" && cfg.Recipe != "" && !fs.Changed("warmup-epochs") && cfg.WarmupEpochs > float64(cfg.Epochs)*5/120 {
-		// The paper warms up 5 of 120 epochs; a shorter run keeps the proportion.
-		cfg.WarmupEpochs = float64(cfg.Epochs) * 5 / 120
-		fmt.Fprintf(stderr, "note: warmup scaled to %.3g epochs (the paper's 5 of 120); give --warmup-epochs to choose\n", cfg.WarmupEpochs)
-	}
-	if *resume == "" {
-		if cfg.Data != "" {
-			abs, err := filepath.Abs(cfg.Data)
-			if err != nil {
-				return err
-			}
-			cfg.Data = abs // a resume from another directory finds the same data
-		}
-		if !*overwrite {
-			if _, err := os.Stat(filepath.Join(cfg.Out, "config.json")); err == nil {
-				return usageError{fmt.Errorf("%s already holds a run; continue it with --resume %s, or start over with --overwrite", cfg.Out, cfg.Out)}
-			}
+	if !tf.overwrite {
+		if _, err := os.Stat(filepath.Join(cfg.Out, "config.json")); err == nil {
+			return cfg, usageError{fmt.Errorf("%s already holds a run; continue it with --resume %s, or start over with --overwrite", cfg.Out, cfg.Out)}
 		}
 	}
-	cfg.Device, cfg.Threads = rt.device, rt.threads
-	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+	return cfg, nil
+}
+
+// progressFor is a progress bar redrawn in place on a terminal, a line
+// every 50 batches otherwise.
+func progressFor(w io.Writer) training.Progress {
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		cols, _, _ := term.GetSize(int(f.Fd()))
+		return training.Progress{W: w, Terminal: true, Width: cols}
 	}
-	opts, err := rt.options()
-	if err != nil {
-		return err
-	}
-	tr := &training.Trainer{Config: cfg, Log: stderr}
-	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		w, _, _ := term.GetSize(int(f.Fd()))
-		tr.Prog = training.Progress{W: stderr, Terminal: true, Width: w}
-	} else {
-		tr.Prog = training.Progress{W: stderr, Every: 50}
-	}
-	var teacher *distill.Teacher
-	if cfg.Teacher != "" {
-		// Its own session: own provider and threads, frozen.
-		topts := opts
-		if *teacherDevice != "" {
-			p, err := runtime.ParseProvider(*teacherDevice)
-			if err != nil {
-				return usageError{err}
-			}
-			topts.Provider = p
+	return training.Progress{W: w, Every: 50}
+}
+
+// teacherLoader loads the teacher in its own session (own provider and
+// threads, frozen) when Setup asks, before any step or file, so that one
+// that does not fit the student fails the start; *loaded is the teacher,
+// for the caller to close.
+func teacherLoader(tf *trainFlags, cfg training.Config, opts runtime.Options, loaded **distill.Teacher) (func(int) (training.Teacher, error), error) {
+	if tf.teacherDevice != "" {
+		p, err := runtime.ParseProvider(tf.teacherDevice)
+		if err != nil {
+			return nil, usageError{err}
 		}
-		if *teacherThreads < 0 {
-			return usageError{fmt.Errorf("--teacher-threads must not be negative")}
-		}
-		topts.IntraOpThreads = *teacherThreads
-		// Checked by Setup before any step or file: classes, input rank and
-		// size must fit, and one forward at the student's shape must run.
-		tr.LoadTeacher = func(classes int) (training.Teacher, error) {
-			var err error
-			teacher, err = distill.Load(cfg.Teacher, distill.Expect{Classes: classes, Batch: cfg.BatchSize, ImageSize: cfg.ImageSize}, topts)
-			return teacher, err
-		}
+		opts.Provider = p
 	}
-	err = tr.Setup(opts, *resume != "")
-	if teacher != nil {
-		defer teacher.Close()
+	if tf.teacherThreads < 0 {
+		return nil, usageError{fmt.Errorf("--teacher-threads must not be negative")}
 	}
-	if err != nil {
-		return providerAdvice(err)
-	}
-	defer tr.Close()
-	// The configuration is printed once everything has been checked, so that
-	// a refused input is the only line a failed start prints.
-	fmt.Fprintf(stderr, "ortrain train: %s on %s (ONNX Runtime %s)\n", cfg.Model, cfg.Data, rtVersion())
-	cfg.Print(stderr)
-	if tr.Convolutions != "" {
-		fmt.Fprintf(stderr, "  %-16s %s\n", "(convolutions)", tr.Convolutions)
-	}
-	if teacher != nil && teacher.Note != "" {
-		fmt.Fprintf(stderr, "  %-16s %s\n", "(teacher)", teacher.Note)
-	}
-	if *resume == "" {
-		if err := training.SaveConfig(&cfg); err != nil {
-			return err
-		}
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err = tr.Run(ctx)
-	if errors.Is(err, training.ErrInterrupted) {
-		return interruptedError{cfg.Out}
-	}
-	return err
+	opts.IntraOpThreads = tf.teacherThreads
+	return func(classes int) (training.Teacher, error) {
+		t, err := distill.Load(cfg.Teacher, distill.Expect{Classes: classes, Batch: cfg.BatchSize, ImageSize: cfg.ImageSize}, opts)
+		*loaded = t
+		return t, err
+	}, nil
 }

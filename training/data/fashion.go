@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ortrain/ortrain/graphgen"
+	"github.com/ortrain/ortrain/internal/atomicfile"
 )
 
 // FashionMNISTDir is where Debian's dataset-fashion-mnist package puts the
@@ -73,7 +73,7 @@ func PrepareFashionMNIST(src, dst string, trainPerClass, valPerClass int) error 
 			count[l]++
 		}
 	}
-	return graphgen.WriteFileAtomic(marker, []byte(want))
+	return atomicfile.Write(marker, []byte(want))
 }
 
 func openGz(path string) (io.Reader, func(), error) {
