@@ -52,14 +52,49 @@ func (g *Graph) LowerBatchStats() error {
 	if g.err != nil {
 		return g.err
 	}
-	before := map[*Node][]*Node{} // node -> nodes to insert before it
+	l := &lowering{before: map[*Node][]*Node{}, moved: map[*Node]bool{}, replace: map[*Value]*Value{}}
+	if err := g.foldShifts(l); err != nil {
+		return err
+	}
+	if err := g.affineConvs(l); err != nil {
+		return err
+	}
+	nodes := make([]*Node, 0, len(g.Nodes)+8*len(l.before))
+	for _, n := range g.Nodes {
+		nodes = append(nodes, l.before[n]...)
+		if !l.moved[n] {
+			nodes = append(nodes, n)
+		}
+	}
+	for _, n := range nodes {
+		for i, in := range n.Inputs {
+			if r, ok := l.replace[in]; ok {
+				n.Inputs[i] = r
+			}
+		}
+	}
+	g.Nodes = nodes
+	g.prune()
+	return nil
+}
+
+// lowering collects a rewrite's changes before they are applied in one
+// pass: nodes to insert before a node, nodes moved elsewhere (through
+// before), and values whose readers read another.
+type lowering struct {
+	before  map[*Node][]*Node
+	moved   map[*Node]bool
+	replace map[*Value]*Value
+}
+
+// foldShifts moves each BatchNorm shift into the bias of the Conv that
+// produces its input.
+func (g *Graph) foldShifts(l *lowering) error {
 	protected := map[*Value]bool{}
 	for _, o := range g.Outputs {
 		protected[o] = true
 	}
 	consumers := g.Consumers()
-	replace := map[*Value]*Value{}
-	moved := map[*Node]bool{} // nodes placed elsewhere, through before
 	for _, s := range g.Nodes {
 		if s.Role != RoleCentering || s.Op != "Sub" {
 			continue
@@ -87,18 +122,24 @@ func (g *Graph) LowerBatchStats() error {
 		// The Conv moves to just before the Sub, its only reader, where
 		// the shift (computed after the Conv, by BatchNormBatchStats) is
 		// defined: the negated shift, then the Conv.
-		before[s] = append(before[s], g.detached("lowered/"+c.Name, func() { bias = g.Neg(shift) })...)
+		l.before[s] = append(l.before[s], g.detached("lowered/"+c.Name, func() { bias = g.Neg(shift) })...)
 		if g.err != nil {
 			return fmt.Errorf("lower batch stats: %w", g.err)
 		}
-		before[s] = append(before[s], c)
-		moved[c] = true
+		l.before[s] = append(l.before[s], c)
+		l.moved[c] = true
 		c.Inputs = []*Value{c.Inputs[0], c.Inputs[1], bias}
 		c.Role = RoleLowered
-		replace[s.Outputs[0]] = y
+		l.replace[s.Outputs[0]] = y
 	}
-	// The affine maps read the shifted values as they are now; the final
-	// pass below points every reader, these included, at the folded ones.
+	return nil
+}
+
+// affineConvs rewrites each training-mode BatchNormalization whose input
+// affineAsConv accepts as the same affine map as a depthwise Conv. It reads
+// the shifted values as they are; LowerBatchStats' final pass points every
+// reader, these included, at the folded ones.
+func (g *Graph) affineConvs(l *lowering) error {
 	for _, n := range g.Nodes {
 		if n.Role != RoleBatchStats || n.Op != "BatchNormalization" || !affineAsConv(n.Inputs[0]) {
 			continue
@@ -119,25 +160,9 @@ func (g *Graph) LowerBatchStats() error {
 		// The nodes that compute the kernel go before n; n takes the Conv's
 		// operator, inputs and attributes, keeping its output.
 		conv := y.Producer
-		before[n] = append(before[n], added[:len(added)-1]...)
+		l.before[n] = append(l.before[n], added[:len(added)-1]...)
 		n.Op, n.Inputs, n.Attrs, n.Role = conv.Op, conv.Inputs, conv.Attrs, RoleLowered
 	}
-	nodes := make([]*Node, 0, len(g.Nodes)+8*len(before))
-	for _, n := range g.Nodes {
-		nodes = append(nodes, before[n]...)
-		if !moved[n] {
-			nodes = append(nodes, n)
-		}
-	}
-	for _, n := range nodes {
-		for i, in := range n.Inputs {
-			if r, ok := replace[in]; ok {
-				n.Inputs[i] = r
-			}
-		}
-	}
-	g.Nodes = nodes
-	g.prune()
 	return nil
 }
 

@@ -116,21 +116,46 @@ func NewStepper(s *Step, state map[string][]float32, opts runtime.Options) (st *
 			st.Close()
 		}
 	}()
-	o := s.Options
+	inNames, err := st.allocInputs()
+	if err != nil {
+		return nil, err
+	}
+	if err := st.SetState(state); err != nil {
+		return nil, err
+	}
+	outNames, err := st.allocOutputs()
+	if err != nil {
+		return nil, err
+	}
+	// Without memory-pattern planning ONNX Runtime reuses buffers as they
+	// free up: a ResNet-50 step at batch 16 peaks at 2.4 GB instead of 4.0
+	// GB, at the same speed (docs/results/bench/history.md).
+	opts.DisableMemPattern = true
+	if st.sess, err = runtime.NewSession(model, inNames, outNames, opts); err != nil {
+		return nil, fmt.Errorf("train step: %w", err)
+	}
+	return st, nil
+}
+
+// allocInputs makes the input tensors (batch, scalars, both state sets)
+// and returns the input names in their order.
+func (st *Stepper) allocInputs() ([]string, error) {
+	s, o := st.Step, st.Step.Options
 	n, k := int64(o.Model.Batch), int64(s.Model.Classes)
 	size := int64(s.Model.ImageSize)
+	var err error
 	if st.images, err = runtime.NewFloat32([]int64{n, 3, size, size}, nil); err != nil {
 		return nil, err
 	}
 	if st.targets, err = runtime.NewFloat32([]int64{n, k}, nil); err != nil {
 		return nil, err
 	}
-	inNames := []string{InImages, InTargets}
+	names := []string{InImages, InTargets}
 	if o.Distill {
 		if st.teacher, err = runtime.NewFloat32([]int64{n, k}, nil); err != nil {
 			return nil, err
 		}
-		inNames = append(inNames, InTeacherLogits)
+		names = append(names, InTeacherLogits)
 	}
 	for _, name := range s.Scalars {
 		t, err := runtime.NewFloat32([]int64{1}, nil)
@@ -138,7 +163,7 @@ func NewStepper(s *Step, state map[string][]float32, opts runtime.Options) (st *
 			return nil, err
 		}
 		st.scalars = append(st.scalars, t)
-		inNames = append(inNames, name)
+		names = append(names, name)
 	}
 	shapes := s.StateShapes()
 	for i, name := range st.stateNames {
@@ -150,12 +175,17 @@ func NewStepper(s *Step, state map[string][]float32, opts runtime.Options) (st *
 			}
 			st.state[j] = append(st.state[j], t)
 		}
-		inNames = append(inNames, name)
+		names = append(names, name)
 	}
-	if err := st.SetState(state); err != nil {
-		return nil, err
-	}
-	outNames := append([]string{}, s.Losses...)
+	return names, nil
+}
+
+// allocOutputs makes the output tensors (losses, logits, all_finite,
+// probes; the next state goes into the other state set) and returns the
+// output names in their order.
+func (st *Stepper) allocOutputs() ([]string, error) {
+	s := st.Step
+	names := append([]string{}, s.Losses...)
 	for range s.Losses {
 		t, err := runtime.NewFloat32([]int64{1}, nil)
 		if err != nil {
@@ -163,15 +193,16 @@ func NewStepper(s *Step, state map[string][]float32, opts runtime.Options) (st *
 		}
 		st.losses = append(st.losses, t)
 	}
-	if st.logits, err = runtime.NewFloat32([]int64{n, k}, nil); err != nil {
+	var err error
+	if st.logits, err = runtime.NewFloat32([]int64{int64(s.Options.Model.Batch), int64(s.Model.Classes)}, nil); err != nil {
 		return nil, err
 	}
 	if st.finite, err = runtime.NewBool([]int64{1}); err != nil {
 		return nil, err
 	}
-	outNames = append(outNames, OutLogits, OutAllFinite)
+	names = append(names, OutLogits, OutAllFinite)
 	for _, name := range st.stateNames {
-		outNames = append(outNames, NewName(name))
+		names = append(names, NewName(name))
 	}
 	for _, p := range s.Probes {
 		var t *runtime.Tensor
@@ -187,16 +218,9 @@ func NewStepper(s *Step, state map[string][]float32, opts runtime.Options) (st *
 			return nil, err
 		}
 		st.probes = append(st.probes, t)
-		outNames = append(outNames, p.Name)
+		names = append(names, p.Name)
 	}
-	// Without memory-pattern planning ONNX Runtime reuses buffers as they
-	// free up: a ResNet-50 step at batch 16 peaks at 2.4 GB instead of 4.0 GB,
-	// at the same speed (ortrain bench-step --no-mem-pattern, docs/benchmarks.md).
-	opts.DisableMemPattern = true
-	if st.sess, err = runtime.NewSession(model, inNames, outNames, opts); err != nil {
-		return nil, fmt.Errorf("train step: %w", err)
-	}
-	return st, nil
+	return names, nil
 }
 
 // Images is the live input batch (N,3,H,W) the next Run reads.

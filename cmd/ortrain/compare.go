@@ -13,11 +13,14 @@ import (
 	"github.com/ortrain/ortrain/training"
 )
 
-// compareMetrics are the per-epoch values `ortrain compare` can plot.
-var compareMetrics = map[string]struct {
+// compareMetric is a per-epoch value `ortrain compare` can plot.
+type compareMetric struct {
 	title string
 	get   func(training.EpochRecord) float64
-}{
+}
+
+// compareMetrics are the metrics by name (read-only).
+var compareMetrics = map[string]compareMetric{
 	"val_top1":   {"Validation top-1 (%)", func(r training.EpochRecord) float64 { return 100 * r.ValTop1 }},
 	"val_top5":   {"Validation top-5 (%)", func(r training.EpochRecord) float64 { return 100 * r.ValTop5 }},
 	"val_loss":   {"Validation loss", func(r training.EpochRecord) float64 { return r.ValLoss }},
@@ -45,39 +48,59 @@ func cmdCompare(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() == 0 {
 		return usageError{fmt.Errorf("no run folders given (usage: ortrain %s)", synopsis)}
 	}
-	type run struct {
-		label      string
-		last, best training.EpochRecord
-		xy         plotter.XYs
+	keys, groups, err := readRuns(fs.Args(), m)
+	if err != nil {
+		return err
 	}
-	// Runs are grouped by their LABEL; a run without one is its own group
-	// (keyed by its folder), even if another folder has the same name.
-	var keys []string // in order of first appearance
-	groups := map[string][]run{}
+	table, curves := summarizeRuns(keys, groups)
+	io.WriteString(stdout, table)
+	if *out == "" {
+		return nil
+	}
+	legendTop := *metric != "val_top1" && *metric != "val_top5"
+	if err := training.WritePlot(*out, m.title, strings.ToLower(m.title), legendTop, curves); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "wrote %s\n", *out)
+	return nil
+}
+
+// comparedRun is one run folder's last and best epochs and its curve.
+type comparedRun struct {
+	label      string
+	last, best training.EpochRecord
+	xy         plotter.XYs
+}
+
+// readRuns reads the run folders (FOLDER or LABEL=FOLDER) into groups by
+// label; a run without one is its own group (keyed by its folder), even if
+// another folder has the same name. keys are in order of first appearance.
+func readRuns(args []string, m compareMetric) (keys []string, groups map[string][]comparedRun, err error) {
+	groups = map[string][]comparedRun{}
 	seen := map[string]bool{}
-	for _, a := range fs.Args() {
+	for _, a := range args {
 		label, dir := filepath.Base(filepath.Clean(a)), a
 		key := "\x00" + filepath.Clean(a)
 		if l, d, ok := strings.Cut(a, "="); ok && l != "" {
 			label, dir, key = l, d, l
 		}
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return fmt.Errorf("%s: not a run folder", dir)
+			return nil, nil, fmt.Errorf("%s: not a run folder", dir)
 		}
 		if abs, err := filepath.Abs(dir); err == nil {
 			if seen[abs] {
-				return usageError{fmt.Errorf("%s: given twice", dir)}
+				return nil, nil, usageError{fmt.Errorf("%s: given twice", dir)}
 			}
 			seen[abs] = true
 		}
 		hist, err := training.ReadMetrics(dir)
 		if err != nil {
-			return fmt.Errorf("%s: %w", dir, err)
+			return nil, nil, fmt.Errorf("%s: %w", dir, err)
 		}
 		if len(hist) == 0 {
-			return fmt.Errorf("%s: no metrics.jsonl with an epoch in it (not a run folder, or no epoch finished)", dir)
+			return nil, nil, fmt.Errorf("%s: no metrics.jsonl with an epoch in it (not a run folder, or no epoch finished)", dir)
 		}
-		r := run{label: label, last: hist[len(hist)-1], best: hist[0], xy: make(plotter.XYs, len(hist))}
+		r := comparedRun{label: label, last: hist[len(hist)-1], best: hist[0], xy: make(plotter.XYs, len(hist))}
 		for i, h := range hist {
 			if h.ValTop1 > r.best.ValTop1 {
 				r.best = h
@@ -89,10 +112,16 @@ func cmdCompare(args []string, stdout, stderr io.Writer) error {
 		case !ok:
 			keys = append(keys, key)
 		case g[0].last.Epoch != r.last.Epoch:
-			return usageError{fmt.Errorf("label %s: its runs end at different epochs (%d and %d); only runs of the same length are averaged", label, g[0].last.Epoch, r.last.Epoch)}
+			return nil, nil, usageError{fmt.Errorf("label %s: its runs end at different epochs (%d and %d); only runs of the same length are averaged", label, g[0].last.Epoch, r.last.Epoch)}
 		}
 		groups[key] = append(g, r)
 	}
+	return keys, groups, nil
+}
+
+// summarizeRuns is the table of every run (and each group's mean) and the
+// curves to plot, a group's as the mean of its runs'.
+func summarizeRuns(keys []string, groups map[string][]comparedRun) (string, []training.Curve) {
 	var curves []training.Curve
 	var table strings.Builder
 	fmt.Fprintf(&table, "%-28s %6s %9s %9s %16s\n", "run", "epochs", "top-1 %", "top-5 %", "best top-1 %")
@@ -117,16 +146,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(&table, "%-28s %6d %9.2f %9.2f %9.2f\n", name, rs[0].last.Epoch, 100*top1, 100*top5, 100*best)
 		curves = append(curves, training.Curve{Label: name, Points: meanCurve(xys)})
 	}
-	io.WriteString(stdout, table.String())
-	if *out == "" {
-		return nil
-	}
-	legendTop := *metric != "val_top1" && *metric != "val_top5"
-	if err := training.WritePlot(*out, m.title, strings.ToLower(m.title), legendTop, curves); err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "wrote %s\n", *out)
-	return nil
+	return table.String(), curves
 }
 
 // meanCurve averages curves point by point: at each epoch (x), the mean

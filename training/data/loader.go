@@ -93,101 +93,108 @@ func (l *Loader) Epoch(ctx context.Context, epoch, start int) (<-chan *Batch, er
 	if l.Train && len(l.Data.Samples) < l.Batch {
 		return nil, fmt.Errorf("loader: %s has %d images, fewer than one batch of %d", l.Data.Root, len(l.Data.Samples), l.Batch)
 	}
-	workers := l.Workers
-	if workers < 1 {
-		workers = runtime.NumCPU()
+	e := &epochRun{l: l, epoch: epoch, order: l.Order(epoch), per: 3 * l.Size * l.Size,
+		workers: l.Workers, badLimit: l.BadLimit, bad: map[int]bool{}}
+	if e.workers < 1 {
+		e.workers = runtime.NumCPU()
+	}
+	if e.badLimit == 0 {
+		e.badLimit = 0.01
 	}
 	prefetch := l.Prefetch
 	if prefetch < 1 {
 		prefetch = 2
 	}
-	badLimit := l.BadLimit
-	if badLimit == 0 {
-		badLimit = 0.01
-	}
-	order := l.Order(epoch)
-	nb := l.Batches()
 	out := make(chan *Batch, prefetch)
 	free := make(chan *Batch, prefetch+1)
-	per := 3 * l.Size * l.Size
 	for i := 0; i < prefetch+1; i++ {
-		free <- &Batch{Images: make([]float32, l.Batch*per), Labels: make([]int, l.Batch)}
+		free <- &Batch{Images: make([]float32, l.Batch*e.per), Labels: make([]int, l.Batch)}
 	}
 	go func() {
 		defer close(out)
-		bad := map[int]bool{} // positions found unreadable this epoch
-		var mu sync.Mutex
-		seen := 0
-		for b := start; b < nb; b++ {
+		for b := start; b < l.Batches(); b++ {
 			var buf *Batch
 			select {
 			case buf = <-free:
 			case <-ctx.Done():
 				return
 			}
-			buf.Index, buf.Unreadable, buf.Err = b, buf.Unreadable[:0], nil
-			buf.release = func(x *Batch) func() { return func() { free <- x } }(buf)
-			lo := b * l.Batch
-			hi := min(lo+l.Batch, len(order))
-			type job struct{ slot, pos int }
-			jobs := make(chan job)
-			var wg sync.WaitGroup
-			var firstErr error
-			valid := make([]bool, hi-lo)
-			for w := 0; w < workers; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for j := range jobs {
-						ok, newBad, err := l.fill(epoch, j.pos, order, buf.Images[j.slot*per:(j.slot+1)*per], &buf.Labels[j.slot], bad, &mu)
-						mu.Lock()
-						if err != nil && firstErr == nil {
-							firstErr = err
-						}
-						buf.Unreadable = append(buf.Unreadable, newBad...)
-						valid[j.slot] = ok
-						mu.Unlock()
-					}
-				}()
-			}
-			for pos := lo; pos < hi; pos++ {
-				jobs <- job{slot: pos - lo, pos: pos}
-			}
-			close(jobs)
-			wg.Wait()
-			// Evaluation skips unreadable images: compact the batch.
-			n := 0
-			for slot, ok := range valid {
-				if !ok {
-					continue
-				}
-				if slot != n {
-					copy(buf.Images[n*per:(n+1)*per], buf.Images[slot*per:(slot+1)*per])
-					buf.Labels[n] = buf.Labels[slot]
-				}
-				n++
-			}
-			buf.N = n
-			seen += hi - lo
-			mu.Lock()
-			nbad := len(bad)
-			mu.Unlock()
-			if firstErr == nil && float64(nbad) > badLimit*float64(len(order)) && nbad > 0 {
-				firstErr = fmt.Errorf("loader: %d unreadable images in %s so far this epoch (%s), more than %.1f%% of its %d images",
-					nbad, l.Data.Root, firstPaths(bad, order, l.Data), 100*badLimit, len(order))
-			}
-			buf.Err = firstErr
+			buf.release = func() { free <- buf }
+			e.fillBatch(buf, b)
 			select {
 			case out <- buf:
 			case <-ctx.Done():
 				return
 			}
-			if firstErr != nil {
+			if buf.Err != nil {
 				return
 			}
 		}
 	}()
 	return out, nil
+}
+
+// epochRun is one epoch of a loader: its order and the positions found
+// unreadable so far.
+type epochRun struct {
+	l            *Loader
+	epoch        int
+	order        []int
+	per, workers int
+	badLimit     float64
+	mu           sync.Mutex
+	bad          map[int]bool // positions found unreadable this epoch
+}
+
+// fillBatch decodes and transforms batch b into buf on the workers;
+// evaluation's batch leaves out unreadable images, and too many of them in
+// the epoch is the batch's error.
+func (e *epochRun) fillBatch(buf *Batch, b int) {
+	l, per := e.l, e.per
+	buf.Index, buf.Unreadable, buf.Err = b, buf.Unreadable[:0], nil
+	lo := b * l.Batch
+	hi := min(lo+l.Batch, len(e.order))
+	valid := make([]bool, hi-lo)
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < e.workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for pos := range jobs {
+				slot := pos - lo
+				ok, newBad, err := l.fill(e.epoch, pos, e.order, buf.Images[slot*per:(slot+1)*per], &buf.Labels[slot], e.bad, &e.mu)
+				e.mu.Lock()
+				if err != nil && buf.Err == nil {
+					buf.Err = err
+				}
+				buf.Unreadable = append(buf.Unreadable, newBad...)
+				valid[slot] = ok
+				e.mu.Unlock()
+			}
+		}()
+	}
+	for pos := lo; pos < hi; pos++ {
+		jobs <- pos
+	}
+	close(jobs)
+	wg.Wait()
+	n := 0 // evaluation skips unreadable images: compact the batch
+	for slot, ok := range valid {
+		if !ok {
+			continue
+		}
+		if slot != n {
+			copy(buf.Images[n*per:(n+1)*per], buf.Images[slot*per:(slot+1)*per])
+			buf.Labels[n] = buf.Labels[slot]
+		}
+		n++
+	}
+	buf.N = n
+	if nbad := len(e.bad); buf.Err == nil && nbad > 0 && float64(nbad) > e.badLimit*float64(len(e.order)) {
+		buf.Err = fmt.Errorf("loader: %d unreadable images in %s so far this epoch (%s), more than %.1f%% of its %d images",
+			nbad, l.Data.Root, firstPaths(e.bad, e.order, l.Data), 100*e.badLimit, len(e.order))
+	}
 }
 
 // firstPaths names up to three unreadable files.
