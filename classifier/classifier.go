@@ -1,7 +1,8 @@
-// Package classifier says whether an ONNX model is an image classifier (one
-// float32 input (N,3,H,W), float32 logits (N,K) as its first output) and
-// reads what its metadata says of it: class names and preprocessing. The
-// teacher of distillation and ortrain's eval and predict share it. It
+// Package classifier says whether an ONNX model is an image classifier.
+//
+// One is: one float32 input (N,3,H,W), float32 logits (N,K) as its first
+// output. Its metadata may give class names and preprocessing. The teacher
+// of distillation and ortrain's eval, predict and bench share the check. It
 // imports runtime and models.
 package classifier
 

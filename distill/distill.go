@@ -1,6 +1,8 @@
-// Package distill owns knowledge distillation's teacher: any ONNX image
-// classifier (one made by graphgen, exported by ortrain, or exported from
-// another framework), checked on load against the student's classes and
+// Package distill runs knowledge distillation's teacher.
+//
+// The teacher is any ONNX image classifier (one made by graphgen, exported
+// by ortrain, or exported from another framework), checked on load against
+// the student's classes and
 // batch shape, run frozen in its own ONNX Runtime session with its own
 // execution provider and threads, giving logits for exactly the batch the
 // student sees.

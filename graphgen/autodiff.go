@@ -165,9 +165,8 @@ type gradCtx struct {
 
 // total sums the gradient contributions of one value (once), in the
 // scope grad/sum. Two contributions (a residual join) are an Add rather
-// than a Sum: ONNX Runtime's CPU Add splits its work over the intra-op
-// threads and its Sum does not: the Add is 1.5 times faster at ResNet-50's
-// first stage, 1.1 times at its third (BenchmarkKernelGradSum).
+// than a Sum: ONNX Runtime's CPU Add uses every intra-op thread and its Sum
+// one (BenchmarkKernelGradSum).
 func (c *gradCtx) total(v *Value, parts []*Value) *Value {
 	if len(parts) == 1 {
 		return parts[0]

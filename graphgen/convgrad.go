@@ -5,7 +5,7 @@ import "fmt"
 // The exact forms a convolution's input and weight gradients can be
 // written in, and convGradForms, the one place that chooses among them for
 // ONNX Runtime's CPU kernels (each choice names the kernel benchmark in
-// kernels_bench_test.go that measures it; docs/benchmarks.md has the
+// kernels_bench_test.go that measures it; docs/results/bench/history.md has the
 // numbers). Every form is tested against PyTorch (gradrules_test.go).
 
 // convArgs are one Conv's operands, window and output gradient.
@@ -345,10 +345,8 @@ func flippable(kernel []int64, sp spatial) bool {
 // swapped and both spatial axes reversed.
 //
 // Reversing both spatial axes reverses the flattened kh*kw taps, done as a
-// MatMul by the reversal permutation: ONNX Runtime's Slice with negative
-// steps copies element by element and takes twice as long with the
-// Transpose (7 ms against 3 for a 512x512x3x3 kernel, BenchmarkKernelFlip,
-// about half the 7x7 convolution it serves). Multiplying by ones and adding
+// MatMul by the reversal permutation, where ONNX Runtime's Slice with
+// negative steps copies element by element (BenchmarkKernelFlip). Multiplying by ones and adding
 // zeros is exact for finite weights in float32 arithmetic (a provider that
 // rounds MatMul inputs, as TF32 on recent GPUs does, rounds them as its
 // convolution would).

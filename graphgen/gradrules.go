@@ -171,8 +171,7 @@ func gradBatchNorm(c *gradCtx, n *Node, dy []*Value, need []bool) ([]*Value, err
 // largest float, max(0, min(1, alpha*y)): 0 at y = 0 and 1 for every y >=
 // 1/alpha = 2.9e-39, in one pass that ONNX Runtime spreads over its
 // threads, where Greater then Cast makes two and its Cast runs on one
-// thread (1.4 times faster with the Mul at ResNet-50's 256x56,
-// BenchmarkKernelReluGrad; docs/benchmarks.md). Only a subnormal output
+// (BenchmarkKernelReluGrad). Only a subnormal output
 // below 2.9e-39, which a ReLU after BatchNorm's affine map reaches only by
 // cancelling to within 1e-38 without reaching 0, gets a fraction of dY
 // where PyTorch passes all of it. Other types keep Cast(y > 0): ONNX

@@ -13,7 +13,7 @@ import (
 // These benchmarks time, in ONNX Runtime on 2 threads, the alternative ways
 // a gradient rule can be written in standard operators, at the shapes of
 // ResNet-50's training step (batch 16 at 224). They are how the rules in
-// gradrules.go were chosen (docs/benchmarks.md):
+// gradrules.go were chosen (docs/results/bench/history.md):
 //
 //	go test ./graphgen -run '^$' -bench Kernel -benchtime 20x
 

@@ -4,13 +4,9 @@ import "fmt"
 
 // affineConvMinPlane is the smallest plane (H*W) at which a per-channel
 // affine map is written as a depthwise 1x1 Conv rather than as
-// BatchNormalization (BenchmarkKernelAffine, docs/benchmarks.md). On
-// ONNX Runtime's CPU provider the two cost about the same alone, but the
-// Conv fuses with a following Relu, or Add and Relu, into one pass
-// (ONNX Runtime's ConvActivation and ConvAddActivation fusions, which need
-// a Conv with a bias): 30 to 40% less time for the BatchNorm+ReLU and
-// BatchNorm+Add+ReLU of ResNet's blocks at 14x14 and above. On 7x7 planes
-// the grouped convolution's per-group overhead makes it slower.
+// BatchNormalization: the Conv (with a bias) fuses with a following Relu,
+// or Add and Relu, into one pass in ONNX Runtime; on 7x7 planes its
+// per-group overhead makes it slower (BenchmarkKernelAffine).
 const affineConvMinPlane = 14 * 14
 
 // affineAsConv says whether an affine map of x is written as a depthwise
@@ -177,10 +173,9 @@ func (g *Graph) affineConvs(l *lowering) error {
 // transposed MatMul, which spreads the gradient back with zeros between
 // in one pass over both threads, once for the convolutions that share it
 // and after their gradients are added on the small plane, and each
-// convolution's gradients become the stride-1 pointwise ones. In ONNX
-// Runtime the strided ConvTranspose that was the input gradient ran at 35
-// to 99 GMAC/s, its weight gradient's strided Slice on one thread
-// (docs/benchmarks.md). The one-hot products are exact: each output is
+// convolution's gradients become the stride-1 pointwise ones, where ONNX
+// Runtime's strided ConvTranspose and strided Slice are slow (step profiles
+// in docs/results/bench/history.md). The one-hot products are exact: each output is
 // one input times 1 plus zeros. A non-finite value makes its whole row of
 // the product NaN (Inf or NaN times 0), forward and backward, which only
 // makes a step's all-finite check stricter. Convolutions the rewrite does

@@ -10,18 +10,10 @@ import "fmt"
 const NchwcDomain = "com.microsoft.nchwc"
 
 // nchwcMinPlane is the smallest output plane (H*W) whose convolutions
-// LowerNchwc rewrites. BenchmarkKernelNchwcConv (docs/benchmarks.md): with
-// the reorders in and out and the weight's counted, the blocked 3x3
-// convolution takes 20 to 33% less time than ONNX Runtime's Conv on 56x56,
-// 28x28 and 14x14 planes, stride 1 and 2, and the 7x7 stride-2 stem on the
-// 3-channel images 22% less. On 7x7 planes (512 channels) the kernel's
-// gain in the step (4.5 ms) was eaten by the 512x512x3x3 weight's reorder
-// when that was two Transposes (4 to 5 ms); with the weight reordered by
-// ReorderInput (3.4 ms) the ResNet-50 step's last stage takes 26 ms less
-// in all (profiles, docs/benchmarks.md), so they are rewritten too;
-// planes under 7x7 are left to the Conv, unmeasured. Pointwise
-// convolutions do not gain at any plane (the reorders cost what the kernel
-// saves).
+// LowerNchwc rewrites: from 7x7 up the blocked kernel saves more than its
+// reorders cost (BenchmarkKernelNchwcConv, and step profiles for 7x7);
+// smaller planes are unmeasured. Pointwise convolutions never gain (the
+// reorders cost what the kernel saves).
 const nchwcMinPlane = 7 * 7
 
 // nchwcMaxKernel bounds the kernels LowerNchwc rewrites, so that the large
@@ -45,9 +37,9 @@ const nchwcMaxKernel = 7
 // Why: ONNX Runtime applies this layout itself (its NCHWc transformer) only
 // to convolutions whose weights are constant initializers, since it
 // reorders them once at load; a training step's weights are inputs, so its
-// convolutions run as im2col and GEMM, 1.3 to 2 times as long as oneDNN's
-// direct convolutions in PyTorch on the Intel machine of
-// docs/benchmarks.md.
+// convolutions would run as im2col and GEMM, slower than oneDNN's direct
+// convolutions in PyTorch (scripts/bench/torch_conv.py,
+// BenchmarkKernelNchwcConv).
 //
 // block must be the block size of the ONNX Runtime that will run the graph
 // (its MLAS library picks 16 with AVX-512, else 8 on x86-64). The reorders
@@ -160,9 +152,8 @@ func (g *Graph) nchwcFits(n *Node, block int64) bool {
 // channels: O/b, I/b, taps, b_in, b_out). ReorderInput blocks by the
 // block size of the runtime that runs it, the one its blocked Conv
 // expects, so b needs no argument here; the channel counts must be
-// multiples of it (LowerNchwc's conditions). At 512x512x3x3 this takes
-// 3.4 ms where two one-axis Transposes took 5.0, at 256x256x3x3 1.0 to
-// 1.4 where they took 1.3 to 1.7.
+// multiples of it (LowerNchwc's conditions). It is faster than two
+// one-axis Transposes (BenchmarkKernelNchwcConv's weight reorders).
 func blockedFilter(g *Graph, w *Value) *Value {
 	o, i, kh, kw := w.Shape[0].Size, w.Shape[1].Size, w.Shape[2].Size, w.Shape[3].Size
 	byIn := g.Op1("ReorderInput", []*Value{g.Reshape(w, o, i, kh*kw, 1)}, Attrs{})

@@ -204,9 +204,8 @@ func (g *Graph) binary(op string, a, b *Value) *Value {
 
 // alignRanks gives every lower-rank input of a broadcasting operator the
 // highest rank by prepending 1s (a free Reshape). The result is the same, but
-// ONNX Runtime's CPU kernels broadcast across different ranks through a slow
-// generic path: Mul of a rank-1 scalar and a 2M-value weight takes 5.6 ms,
-// of a (1,1,1,1) one 0.1 ms.
+// ONNX Runtime's CPU kernels broadcast across different ranks through a
+// generic path tens of times slower (BenchmarkKernelBroadcast).
 func (g *Graph) alignRanks(vs ...*Value) []*Value {
 	r := 0
 	for _, v := range vs {
@@ -390,8 +389,8 @@ func (g *Graph) ReduceMax(x *Value, axes []int64, keepdims bool) *Value {
 
 // channelSum sums x over every axis but the channels (axis 1) of a static
 // NC... tensor: over space first, then over the batch. Each stage adds fewer
-// float32 terms, which halves BatchNorm's rounding error at 224x224
-// (measured against float64 PyTorch) at no extra cost.
+// float32 terms, which halves BatchNorm's rounding error at 224x224 (the
+// whole-step oracle's) at no extra cost.
 func (g *Graph) channelSum(x *Value) *Value {
 	return g.twoStageSum("ReduceSum", x)
 }
@@ -411,7 +410,7 @@ func (g *Graph) twoStageSum(op string, x *Value) *Value {
 // groupConvDotMinPlane is the smallest plane (H*W) at which channelDot uses
 // the grouped convolution; below it the per-group overhead of ONNX Runtime's
 // CPU convolution loses to Mul and ReduceSum (BenchmarkKernelChannelDot and
-// BenchmarkKernelChannelSum, docs/benchmarks.md).
+// BenchmarkKernelChannelSum, docs/results/bench/history.md).
 const groupConvDotMinPlane = 28 * 28
 
 // channelDot is sum(a*b) over every axis but the channels (axis 1) of two

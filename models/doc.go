@@ -1,8 +1,11 @@
-// Package models describes the ResNet family of He et al. (2016) with the
-// tweaks of "Bag of Tricks" (He et al., 2019) as graphgen graphs: depths 18,
-// 34, 50, 101 and 152, variants B, C and D, their initialization (seeded Xavier
-// uniform, zero biases, BatchNorm 1/0, optional zero-gamma) and a summary of
-// parameters and multiply-accumulates per stage.
+// Package models builds the ResNets of "Bag of Tricks" as graphgen graphs.
+//
+// It owns the family of He et al. (2016) with the tweaks of He et al.
+// (2019): depths 18, 34, 50, 101 and 152, variants B, C and D as
+// independent options (Arch), their initialization (seeded Xavier uniform,
+// zero biases, BatchNorm 1/0, optional zero-gamma), a summary of parameters
+// and multiply-accumulates per stage, and the metadata a model file carries
+// (its preprocessing and classes).
 //
 // Parameter names follow torchvision and timm (layer2.0.conv1.weight,
 // conv1.0.weight for the deep stem, downsample.1.weight after the average pool

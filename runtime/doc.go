@@ -1,9 +1,11 @@
-// Package runtime is the project's only door to ONNX Runtime (through
-// github.com/yalue/onnxruntime_go): it finds and loads the shared library,
-// creates sessions with a thread count, a graph optimization level and an
-// execution provider chosen by name, makes float32, float16 and int64 tensors
-// (float16 outputs pre-allocated, since onnxruntime_go mis-sizes the ones it
-// allocates), runs them, and reports a model's inputs, outputs and metadata.
+// Package runtime is the project's only door to ONNX Runtime.
+//
+// Through github.com/yalue/onnxruntime_go it finds and loads the shared
+// library, creates sessions with a thread count, a graph optimization level
+// and an execution provider chosen by name, makes float32, float16, bool and
+// int64 tensors (float16 outputs pre-allocated, since onnxruntime_go
+// mis-sizes the ones it allocates), runs them, and reports a model's inputs,
+// outputs and metadata.
 //
 // It knows nothing of graphs, models or training; it imports nothing of ours.
 //

@@ -77,7 +77,7 @@ type Options struct {
 	// Parallel selects ONNX Runtime's parallel execution mode, which runs
 	// independent nodes at the same time on InterOpThreads threads (the
 	// default is one node at a time). On the 2-core CPU it about doubles
-	// the time of a ResNet-50 train step (docs/benchmarks.md); it is here for
+	// the time of a ResNet-50 train step (docs/results/bench/history.md); it is here for
 	// machines and graphs where it pays.
 	Parallel bool
 	// Config are ONNX Runtime session configuration entries

@@ -11,7 +11,7 @@
 # other, each alone on the machine, who goes first alternating between
 # rounds. MODE lockstep: the two run at the same time and take turns step
 # by step (see lockstep below); on this machine that slows PyTorch's steps
-# by about a tenth and not ours (docs/benchmarks.md), so the reported
+# by about a tenth and not ours (docs/results/bench/history.md), so the reported
 # comparison is the sequential one. The fp16 step is then measured alone.
 #
 # PEER_BLAS=openblas runs PyTorch with OpenBLAS (Debian's
@@ -20,7 +20,7 @@
 # instead of the libblas.so.3 the system has: its fully connected layer
 # runs on that BLAS (the convolutions on oneDNN), and Debian's reference
 # libblas3, which setup.sh leaves in place, takes about 45 ms of its step
-# where OpenBLAS takes about 1 (docs/benchmarks.md). PyTorch's result line
+# where OpenBLAS takes about 1 (docs/results/bench/history.md). PyTorch's result line
 # names the BLAS it loaded.
 #
 # Needs scripts/setup.sh first (ONNX Runtime, python3-torch).
@@ -97,7 +97,7 @@ for r in $(seq 1 "$rounds"); do
   ratios+=("$(echo "$ours" | num 'img\/s') $(echo "$peer" | num 'img\/s') $(echo "$ours" | num 'ms\/step') $(echo "$peer" | num 'ms\/step')")
 done
 # The machine's speed drifts between processes and from one minute to the
-# next (docs/benchmarks.md), so the comparison is made round by round,
+# next (docs/results/bench/history.md), so the comparison is made round by round,
 # then summarized, with two ratios per round: of img/s (the batch over the
 # mean step, which a single slow step moves) and of the median step
 # (peer's over ours, which it does not); both above 1 mean ours is faster.

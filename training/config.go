@@ -44,7 +44,7 @@ type Config struct {
 	// BadLimit is the fraction of unreadable images an epoch tolerates.
 	BadLimit float64 `json:"bad_limit"`
 	// TeacherOverlap runs the teacher on the next batch during the
-	// student's step (see docs/benchmarks.md for whether that pays).
+	// student's step (see docs/results/bench/history.md for whether that pays).
 	TeacherOverlap bool   `json:"teacher_overlap"`
 	Device         string `json:"device"`
 	// PlainConv keeps ONNX Runtime's plain convolutions on the CPU: the

@@ -1,9 +1,11 @@
-// Package training owns everything about training a model: the train-step
-// graph (forward in training mode, the loss with soft targets and optional
-// distillation, backward by graphgen's autodiff, Nesterov SGD with
-// no-bias-decay, mixed precision), targets (label smoothing, mixup), and, as
-// the trainer grows, the data pipeline, schedules, the loop, checkpoints,
-// metrics and export.
+// Package training trains a ResNet: its step graph, and the loop around it.
+//
+// It owns the train-step graph (BuildStep: forward in training mode, the
+// loss with soft targets and optional distillation, backward by graphgen's
+// autodiff, Nesterov SGD with no-bias-decay, mixed precision) and the
+// Stepper that runs it, the targets (label smoothing, mixup), schedules, the
+// Trainer (epochs, evaluation, checkpoints and exact resume, metrics and
+// plots), the configuration and its policies, and export.
 //
 // It builds on graphgen (graphs), models (the networks) and runtime (ONNX
 // Runtime). It does not know where teacher logits come from: distillation

@@ -36,8 +36,8 @@ type StepOptions struct {
 	// NchwcBlock, when above 0, builds the step for ONNX Runtime's CPU
 	// provider alone: its 3x3 convolutions on planes of 7x7 and more, and
 	// a 7x7 stem on the images, run as ONNX Runtime's blocked (NCHWc)
-	// convolutions with this block size (graphgen.LowerNchwc), 20 to 33%
-	// faster each on the Intel machine of docs/benchmarks.md. It must be
+	// convolutions with this block size (graphgen.LowerNchwc; faster,
+	// BenchmarkKernelNchwcConv). It must be
 	// the block size of the ONNX Runtime that runs the step: take it from
 	// NchwcBlock. 0 (the default) keeps the portable graph of standard
 	// operators that every provider runs and that `graphgen train-step`

@@ -1,5 +1,7 @@
-// Package atomicfile writes files so that a reader never sees a half-written
-// one and a failure leaves the old one in place. It imports nothing of ours.
+// Package atomicfile writes files whole or not at all.
+//
+// A reader never sees a half-written file, and a failure leaves the old one
+// in place. It imports nothing of ours.
 package atomicfile
 
 import (

@@ -1,6 +1,7 @@
-// Package bench holds the timing harness of ortrain's benchmark commands:
-// timed runs after warm-up ones, lockstep turns with a peer process, and
-// the peak resident set size. It imports nothing of ours.
+// Package bench times ortrain's benchmark commands.
+//
+// It holds timed runs after warm-up ones, lockstep turns with a peer
+// process, and the peak resident set size. It imports nothing of ours.
 package bench
 
 import (
@@ -86,7 +87,7 @@ func (t Turns) wait() error {
 // turnGap is how long a process idles after its step before passing the
 // turn: ONNX Runtime's idle intra-op threads spin a while before blocking
 // (as PyTorch's OpenMP threads do) and would otherwise take a core from
-// the other's step. The peer script waits as long (docs/benchmarks.md).
+// the other's step. The peer script waits as long (docs/results/bench/history.md).
 const turnGap = 100 * time.Millisecond
 
 func (t Turns) pass() error {

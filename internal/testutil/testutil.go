@@ -1,6 +1,7 @@
-// Package testutil holds helpers shared by the project's tests: loading ONNX
-// Runtime, calling the PyTorch oracle scripts, raw float32 files and error
-// measures. Tests only; no tool imports it.
+// Package testutil holds helpers shared by the project's tests.
+//
+// They load ONNX Runtime, call the PyTorch oracle scripts, read and write
+// raw float32 files and measure errors. Tests only; no tool imports it.
 package testutil
 
 import (

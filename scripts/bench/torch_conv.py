@@ -2,7 +2,7 @@
 """Times PyTorch's convolutions (oneDNN, 2 threads) alone at ResNet-50's
 shapes, batch 16 at 224: the forward, then the input and weight gradients
 together, milliseconds per call (mean of 10 and 5 calls after warm-up).
-The peer numbers of docs/benchmarks.md's convolution comparison.
+The peer numbers of docs/results/bench/history.md's convolution comparison.
 
   scripts/bench/torch_conv.py
 """

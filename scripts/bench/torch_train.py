@@ -45,7 +45,7 @@ def main():
     x = torch.randn(a.batch, 3, a.size, a.size)
     y = torch.randint(0, a.classes, (a.batch,))
     # The timed loop stays written out as in every benchmark run in
-    # docs/benchmarks.md, not a call of step() below: the function form once
+    # docs/results/bench/history.md, not a call of step() below: the function form once
     # measured slower in two alternated pairs (1830 and 1987 ms against 1608
     # and 1588 ms per step), which PyTorch's later-found spread from one
     # process to the next (12 to 21%) may explain, but the peer must not be

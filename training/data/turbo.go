@@ -3,10 +3,9 @@
 package data
 
 // JPEG decoding with libjpeg-turbo (Debian's libturbojpeg0-dev, which
-// scripts/setup.sh installs), the fastest correct decoder within reach:
-// 4.3x faster than Go's image/jpeg on 224px ImageNet JPEGs (164 against 702
-// microseconds; docs/benchmarks.md) and the library PIL decodes with, so the
-// pixels match torchvision's exactly. Build with -tags noturbo to use Go's
+// scripts/setup.sh installs), the fastest correct decoder within reach
+// (about 4 times Go's image/jpeg, BenchmarkDecode) and the library PIL
+// decodes with, so the pixels match torchvision's exactly. Build with -tags noturbo to use Go's
 // decoder alone (no cgo library needed).
 
 /*
@@ -73,7 +72,7 @@ func decodeJPEGFast(b []byte) (*RGB, error) { return decodeJPEGScaled(b, 1) }
 
 // decodeJPEGScaled decodes at 1/denom of the size (denom 1, 2, 4 or 8),
 // scaling in the DCT domain. The pipeline decodes at full size (see
-// docs/benchmarks.md); the benchmarks measure what scaling would save.
+// docs/results/bench/history.md); the benchmarks measure what scaling would save.
 func decodeJPEGScaled(b []byte, denom int) (*RGB, error) {
 	h := getHandle()
 	defer putHandle(h)
