@@ -1,4 +1,4 @@
-//go:build !noturbo
+//go:build cgo && !noturbo
 
 package data
 
@@ -10,6 +10,9 @@ package data
 
 /*
 #cgo LDFLAGS: -lturbojpeg
+#if defined(__has_include) && !__has_include(<turbojpeg.h>)
+#error "ortrain: libjpeg-turbo's header turbojpeg.h is missing: run scripts/setup.sh (Debian: apt-get install libturbojpeg0-dev), or build with -tags noturbo for Go's JPEG decoder"
+#endif
 #include <turbojpeg.h>
 #include <stdlib.h>
 

@@ -1,4 +1,4 @@
-//go:build !noturbo
+//go:build cgo && !noturbo
 
 package data
 
