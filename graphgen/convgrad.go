@@ -214,7 +214,8 @@ func convWeightGradConv(g *Graph, a convArgs) *Value {
 // sum_{h,w} dY[h-sh, w-sw] x[h, w] = sum_{h,w} dY[h-sh, w] x[h, w+sw], so
 // a 3x3 kernel needs two row-shifted dYs and two column-shifted inputs
 // instead of eight shifted dYs. Otherwise the taps are strided slices of
-// the padded input.
+// the padded input. (One function: the three cases share the tap loop and
+// its cache of shifted operands.)
 func convWeightGradTaps(g *Graph, a convArgs, fold, shift bool) *Value {
 	x, d, kernel, sp := a.x, a.d, a.kernel, a.sp
 	n, ci := x.Shape[0].Size, x.Shape[1].Size

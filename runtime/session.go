@@ -189,34 +189,40 @@ func sessionOptions(o Options, p Provider) (*ort.SessionOptions, error) {
 			return nil, err
 		}
 	}
+	if err := appendProvider(so, p); err != nil {
+		return nil, providerError(p, err)
+	}
+	ok = true
+	return so, nil
+}
+
+// appendProvider adds a GPU execution provider on its device (the CPU
+// provider needs nothing).
+func appendProvider(so *ort.SessionOptions, p Provider) error {
+	device := map[string]string{"device_id": strconv.Itoa(p.Device)}
 	switch p.Kind {
 	case "cuda":
 		co, err := ort.NewCUDAProviderOptions()
 		if err != nil {
-			return nil, providerError(p, err)
+			return err
 		}
 		defer co.Destroy()
-		if err := co.Update(map[string]string{"device_id": strconv.Itoa(p.Device)}); err != nil {
-			return nil, providerError(p, err)
+		if err := co.Update(device); err != nil {
+			return err
 		}
-		if err := so.AppendExecutionProviderCUDA(co); err != nil {
-			return nil, providerError(p, err)
-		}
+		return so.AppendExecutionProviderCUDA(co)
 	case "tensorrt":
 		to, err := ort.NewTensorRTProviderOptions()
 		if err != nil {
-			return nil, providerError(p, err)
+			return err
 		}
 		defer to.Destroy()
-		if err := to.Update(map[string]string{"device_id": strconv.Itoa(p.Device)}); err != nil {
-			return nil, providerError(p, err)
+		if err := to.Update(device); err != nil {
+			return err
 		}
-		if err := so.AppendExecutionProviderTensorRT(to); err != nil {
-			return nil, providerError(p, err)
-		}
+		return so.AppendExecutionProviderTensorRT(to)
 	}
-	ok = true
-	return so, nil
+	return nil
 }
 
 // ErrProviderUnavailable is wrapped by errors about a missing provider.

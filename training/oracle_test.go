@@ -246,7 +246,7 @@ func runOracle(t *testing.T, c oracleCase) *oracleResult {
 		for s := 0; s < c.steps; s++ {
 			losses = append(losses, flat[s*per:(s+1)*per])
 		}
-		bn := readFloat64s(t, fmt.Sprintf("%s.%s.bn.bin", out, dt))
+		bn := testutil.ReadFloat64s(t, fmt.Sprintf("%s.%s.bn.bin", out, dt))
 		if len(bn) != len(res.oursBN) {
 			t.Fatalf("BatchNorm outputs: %d values from PyTorch %s, %d from us", len(bn), dt, len(res.oursBN))
 		}
@@ -257,19 +257,6 @@ func runOracle(t *testing.T, c oracleCase) *oracleResult {
 		}
 	}
 	return res
-}
-
-func readFloat64s(t *testing.T, path string) []float64 {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]float64, len(b)/8)
-	for i := range out {
-		out[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
-	}
-	return out
 }
 
 // relErr64 is max|got-want| / max|want| against a float64 reference.

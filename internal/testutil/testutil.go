@@ -80,6 +80,20 @@ func ReadFloats(t testing.TB, path string) []float32 {
 	return out
 }
 
+// ReadFloat64s reads little-endian float64 values.
+func ReadFloat64s(t testing.TB, path string) []float64 {
+	t.Helper()
+	buf, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float64, len(buf)/8)
+	for i := range out {
+		out[i] = math.Float64frombits(binary.LittleEndian.Uint64(buf[8*i:]))
+	}
+	return out
+}
+
 // RelErr is max|got-want| / max|want| (the infinity norms), the measure the
 // acceptance tests use for "equal to x relative".
 func RelErr(got, want []float32) float64 {
