@@ -18,7 +18,8 @@ ORT_SHA256=53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
 # python3-onnx, python3-torch, python3-torchvision: the numerical oracle of the
 # tests (never a runtime dependency); dataset-fashion-mnist: the demo data.
 # libturbojpeg0-dev: the JPEG decoder the data pipeline links (cgo).
-DEB_PACKAGES=(libturbojpeg0-dev python3-onnx python3-torch python3-torchvision dataset-fashion-mnist)
+# openmpi-bin, libopenmpi-dev: data-parallel training (go build -tags mpi).
+DEB_PACKAGES=(libturbojpeg0-dev python3-onnx python3-torch python3-torchvision dataset-fashion-mnist openmpi-bin libopenmpi-dev)
 
 lib_only=0
 for a in "$@"; do

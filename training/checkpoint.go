@@ -182,4 +182,6 @@ type EpochSums struct {
 	// ResumedImages are the images of the epoch done before this process
 	// resumed it (not saved: a resume sets it).
 	ResumedImages int `json:"-"`
+	// AllReduceSec is the time spent summing gradients over the processes.
+	AllReduceSec float64 `json:"-"`
 }

@@ -57,14 +57,26 @@ type Config struct {
 	Opset     int64  `json:"opset"`
 	KeepLast  int    `json:"keep_last"` // epoch checkpoints kept besides last and best
 	Recipe    string `json:"recipe"`
+	// AccumSteps micro-batches of BatchSize make a step on each process
+	// (gradient accumulation); Processes is the data-parallel job's size
+	// (set from MPI, not a flag). The global batch is their product.
+	AccumSteps int `json:"accum_steps"`
+	Processes  int `json:"processes"`
+	// CheckpointEvery writes last.ckpt every so many steps within an
+	// epoch too (0: at epoch ends only).
+	CheckpointEvery int `json:"checkpoint_every"`
 }
+
+// GlobalBatch is the images of one optimizer step: processes x
+// accumulation steps x batch size.
+func (c *Config) GlobalBatch() int { return max(c.Processes, 1) * max(c.AccumSteps, 1) * c.BatchSize }
 
 // DefaultConfig is a plain run: the paper's baseline optimizer settings.
 func DefaultConfig() Config {
 	return Config{Model: "resnet50d", ImageSize: 224, Epochs: 120, BatchSize: 32, LRBase: 0.1, LRMode: "step",
 		LRSteps: []float64{0.25, 0.5, 0.75}, LRFactor: 0.1, Momentum: 0.9, WeightDecay: 1e-4,
 		SmoothingRule: "paper", KDTemperature: 20, KDHardWeight: 0.5, Device: "cpu", Opset: 17, KeepLast: 3, BadLimit: 0.01,
-		Out: "runs/train"}
+		Out: "runs/train", AccumSteps: 1, Processes: 1}
 }
 
 // Recipes name the paper's settings. baseline: step decay at 30/60/90 of
@@ -82,7 +94,7 @@ func (c *Config) ApplyRecipe(name string) error {
 	*c = base
 	c.Data, c.Out, c.Model, c.ImageSize, c.Epochs, c.BatchSize = keep.Data, keep.Out, keep.Model, keep.ImageSize, keep.Epochs, keep.BatchSize
 	c.Device, c.Threads, c.Workers, c.Seed, c.Teacher, c.Opset, c.KeepLast, c.BadLimit = keep.Device, keep.Threads, keep.Workers, keep.Seed, keep.Teacher, keep.Opset, keep.KeepLast, keep.BadLimit
-	c.PlainConv = keep.PlainConv
+	c.PlainConv, c.AccumSteps, c.Processes, c.CheckpointEvery = keep.PlainConv, keep.AccumSteps, keep.Processes, keep.CheckpointEvery
 	c.Recipe = name
 	switch name {
 	case "baseline":
@@ -97,12 +109,13 @@ func (c *Config) ApplyRecipe(name string) error {
 	return nil
 }
 
-// PeakLR is the learning rate the schedule peaks at.
+// PeakLR is the learning rate the schedule peaks at: LR, or the linear
+// scaling rule on the global batch.
 func (c *Config) PeakLR() float64 {
 	if c.LR > 0 {
 		return c.LR
 	}
-	return ScaleLR(c.LRBase, c.BatchSize)
+	return ScaleLR(c.LRBase, c.GlobalBatch())
 }
 
 // SettingError says a setting is out of its range or conflicts with
@@ -163,6 +176,9 @@ func (c *Config) Validate() error {
 		bad(c.Threads < 0, "threads", "must not be negative"),
 		bad(c.Workers < 0, "workers", "must not be negative"),
 		bad(c.KeepLast < 0, "keep_last", "must not be negative"),
+		bad(c.AccumSteps < 1 || c.AccumSteps > 1<<16, "accum_steps", "must be between 1 and 65536, got %d", c.AccumSteps),
+		bad(c.Processes < 1, "processes", "must be at least 1, got %d", c.Processes),
+		bad(c.CheckpointEvery < 0, "checkpoint_every", "must not be negative"),
 		bad(c.BadLimit < 0 || c.BadLimit > 1, "bad_limit", "must be a fraction in [0, 1]"),
 	} {
 		if err != nil {
@@ -197,7 +213,7 @@ func (c *Config) checkLRSteps() error {
 
 // resumable are the settings a resumed run may change: where and how it
 // runs, not what it computes.
-var resumable = map[string]bool{"device": true, "threads": true, "workers": true, "plain_conv": true}
+var resumable = map[string]bool{"device": true, "threads": true, "workers": true, "plain_conv": true, "checkpoint_every": true}
 
 // Resume is the configuration a resumed run continues with: saved, with
 // the settings named in set (config.json names) taken from given. Setting
@@ -223,6 +239,8 @@ func Resume(saved, given Config, set []string) (Config, error) {
 			c.Workers = given.Workers
 		case "plain_conv":
 			c.PlainConv = given.PlainConv
+		case "checkpoint_every":
+			c.CheckpointEvery = given.CheckpointEvery
 		}
 	}
 	return c, nil
@@ -295,6 +313,7 @@ func LoadConfig(dir string) (*Config, error) {
 	if err := json.Unmarshal(b, c); err != nil {
 		return nil, fmt.Errorf("resume %s: config.json: %w", dir, err)
 	}
+	c.AccumSteps, c.Processes = max(c.AccumSteps, 1), max(c.Processes, 1) // runs from before data parallelism
 	return c, nil
 }
 

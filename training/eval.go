@@ -2,6 +2,7 @@ package training
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -39,12 +40,23 @@ func (t *Trainer) setupEval(rt runtime.Options) error {
 // top-5 and the mean cross-entropy.
 func (t *Trainer) Evaluate() (EvalResult, error) {
 	c := &t.Config
-	l := &data.Loader{Data: t.val, Batch: c.BatchSize, Size: c.ImageSize, Workers: c.Workers, BadLimit: c.BadLimit}
+	l := &data.Loader{Data: t.val, Batch: c.BatchSize, Size: c.ImageSize, Workers: c.Workers, BadLimit: c.BadLimit,
+		Ranks: t.comm.Size(), Rank: t.comm.Rank()}
 	inputs := make([]*runtime.Tensor, 1+len(t.evalNames))
 	for i, n := range t.evalNames {
-		inputs[1+i] = t.st.StateTensor(n)
+		inputs[1+i] = t.run.StateTensor(n)
 	}
-	return EvaluateBatches(l, t.eval, inputs, t.classes)
+	res, err := EvaluateBatches(l, t.eval, inputs, t.classes)
+	if t.comm.Size() == 1 || err != nil && !errors.Is(err, errNoImages) {
+		return res, err
+	}
+	// Each process evaluated every Size-th batch: the counts add up to a
+	// single process's, exactly.
+	v := []float64{float64(res.Correct1), float64(res.Correct5), res.LossSum, float64(res.Images)}
+	if err := t.comm.AllReduceSum64(v); err != nil {
+		return res, err
+	}
+	return evalResult(int(v[0]), int(v[1]), v[2], int(v[3]), res.Unreadable, t.val.Root)
 }
 
 // EvalResult is what an evaluation measured.
@@ -52,6 +64,23 @@ type EvalResult struct {
 	Top1, Top5, Loss float64
 	Images           int      // evaluated
 	Unreadable       []string // skipped
+	// The sums behind them: right in the top 1 and top 5, cross-entropy.
+	Correct1, Correct5 int
+	LossSum            float64
+}
+
+// errNoImages: a process of a data-parallel evaluation had no readable
+// image (the others may have).
+var errNoImages = errors.New("evaluation: no readable validation images")
+
+// evalResult is the result of counts over n images.
+func evalResult(c1, c5 int, lsum float64, n int, unreadable []string, root string) (EvalResult, error) {
+	res := EvalResult{Correct1: c1, Correct5: c5, LossSum: lsum, Images: n, Unreadable: unreadable}
+	if n == 0 {
+		return res, fmt.Errorf("%w in %s", errNoImages, root)
+	}
+	res.Top1, res.Top5, res.Loss = float64(c1)/float64(n), float64(c5)/float64(n), lsum/float64(n)
+	return res, nil
 }
 
 // EvaluateBatches feeds a loader's batches through a classifier session
@@ -104,11 +133,7 @@ func EvaluateBatches(l *data.Loader, sess *runtime.Session, inputs []*runtime.Te
 	if err != nil {
 		return res, err
 	}
-	if n == 0 {
-		return res, fmt.Errorf("evaluation: no readable validation images in %s", l.Data.Root)
-	}
-	res.Top1, res.Top5, res.Loss, res.Images = float64(c1)/float64(n), float64(c5)/float64(n), lsum/float64(n), n
-	return res, nil
+	return evalResult(c1, c5, lsum, n, res.Unreadable, l.Data.Root)
 }
 
 // topKCorrect counts rows whose label is among the k largest logits.

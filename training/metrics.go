@@ -31,10 +31,13 @@ type EpochRecord struct {
 	ValLoss    float64 `json:"val_loss"`
 	ImagesPerS float64 `json:"train_img_per_s"`
 	TeacherMS  float64 `json:"teacher_ms_per_batch,omitempty"`
-	Skipped    int     `json:"skipped_steps"`
-	Unreadable int     `json:"unreadable_images"`
-	LossScale  float64 `json:"loss_scale,omitempty"`
-	Seconds    float64 `json:"epoch_seconds"`
+	// AllReduceMS is the milliseconds per step spent summing gradients
+	// over the processes of a data-parallel job.
+	AllReduceMS float64 `json:"allreduce_ms_per_step,omitempty"`
+	Skipped     int     `json:"skipped_steps"`
+	Unreadable  int     `json:"unreadable_images"`
+	LossScale   float64 `json:"loss_scale,omitempty"`
+	Seconds     float64 `json:"epoch_seconds"`
 }
 
 // ReadMetrics reads metrics.jsonl of a run folder (empty when absent).

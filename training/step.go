@@ -113,9 +113,9 @@ func BuildStep(o StepOptions) (*Step, error) {
 	if err := b.forward(); err != nil {
 		return nil, fmt.Errorf("train step: %w", err)
 	}
-	b.batchInputs()
+	b.batchInputs(true)
 	total, losses := b.loss()
-	grads, err := b.backward(total)
+	grads, err := b.backward(total, true)
 	if err != nil {
 		return nil, fmt.Errorf("train step: %w", err)
 	}

@@ -115,26 +115,36 @@ func (b *stepBuilder) batchNorm(g *graphgen.Graph, name string, x, scale, bias, 
 }
 
 // batchInputs declares the soft targets, the teacher's logits and the
-// scalars. Scalars are 1-element tensors of shape (1): they broadcast like
-// rank-0 ones, and every runtime binds them as ordinary tensors.
-func (b *stepBuilder) batchInputs() {
+// scalars: with optimizer the optimizer's (lr, momentum, weight decay),
+// and the loss scale and distillation's as the options need them. Scalars
+// are 1-element tensors of shape (1): they broadcast like rank-0 ones, and
+// every runtime binds them as ordinary tensors.
+func (b *stepBuilder) batchInputs(optimizer bool) {
 	g, f32 := b.g, graphgen.Float
 	n, k := int64(b.o.Model.Batch), int64(b.m.Classes)
 	b.targets = g.Input(InTargets, f32, graphgen.S(n, k))
 	if b.o.Distill {
 		b.teacher = g.Input(InTeacherLogits, f32, graphgen.S(n, k))
 	}
-	names := []string{InLR, InMomentum, InWeightDecay}
+	var names []string
+	if optimizer {
+		names = append(names, InLR, InMomentum, InWeightDecay)
+	}
 	if b.o.FP16 {
 		names = append(names, InLossScale)
 	}
 	if b.o.Distill {
 		names = append(names, InKDTemperature, InKDHardWeight)
 	}
+	b.declareScalars(names)
+}
+
+// declareScalars adds the named scalar inputs, in order.
+func (b *stepBuilder) declareScalars(names []string) {
 	for _, name := range names {
-		b.scalar[name] = g.Input(name, f32, graphgen.S(1))
+		b.scalar[name] = b.g.Input(name, graphgen.Float, graphgen.S(1))
 	}
-	b.s.Scalars = names
+	b.s.Scalars = append(b.s.Scalars, names...)
 }
 
 // loss is the total loss in float32 and its parts (hard, then soft with
@@ -154,9 +164,9 @@ func (b *stepBuilder) loss() (total *graphgen.Value, parts []*graphgen.Value) {
 }
 
 // backward differentiates the total loss with respect to every trainable
-// parameter. With FP16 the backward starts from the loss scale, and the
-// gradients are unscaled in float32.
-func (b *stepBuilder) backward(total *graphgen.Value) ([]*graphgen.Value, error) {
+// parameter. With FP16 the backward starts from the loss scale, and with
+// unscale the gradients are divided by it in float32.
+func (b *stepBuilder) backward(total *graphgen.Value, unscale bool) ([]*graphgen.Value, error) {
 	g := b.g
 	seed := g.Const(graphgen.FloatTensor([]int64{1}, []float32{1}))
 	if b.o.FP16 {
@@ -170,7 +180,7 @@ func (b *stepBuilder) backward(total *graphgen.Value) ([]*graphgen.Value, error)
 	if err != nil {
 		return nil, err
 	}
-	if b.o.FP16 {
+	if b.o.FP16 && unscale {
 		g.SetScope("optimizer")
 		for i := range grads {
 			grads[i] = g.Div(grads[i], b.scalar[InLossScale])
@@ -215,8 +225,8 @@ func (b *stepBuilder) runningStats() ([]*graphgen.Value, error) {
 }
 
 // outputs declares the graph's outputs in the contract's order: the losses
-// (total, then with distillation hard and soft), the logits, all_finite,
-// then the next state.
+// (total, then with distillation hard and soft), the logits, all_finite
+// (when given), then the next state.
 func (b *stepBuilder) outputs(total *graphgen.Value, parts []*graphgen.Value, finite *graphgen.Value, state []*graphgen.Value) {
 	g := b.g
 	g.RenameOutput(total, OutLoss)
@@ -228,12 +238,14 @@ func (b *stepBuilder) outputs(total *graphgen.Value, parts []*graphgen.Value, fi
 		losses = append(losses, parts...)
 		b.s.Losses = append(b.s.Losses, OutLossHard, OutLossSoft)
 	}
-	g.RenameOutput(finite, OutAllFinite)
 	// The model already made logits a graph output; put it after the losses.
 	g.Outputs = nil
 	g.Output(losses...)
 	g.Output(b.m.Logits)
-	g.Output(finite)
+	if finite != nil { // the split step's gradient graph has none
+		g.RenameOutput(finite, OutAllFinite)
+		g.Output(finite)
+	}
 	g.Output(state...)
 }
 

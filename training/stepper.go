@@ -53,10 +53,7 @@ type Stepper struct {
 
 	images, targets, teacher *runtime.Tensor
 	scalars                  []*runtime.Tensor
-	stateNames               []string
-	stateIndex               map[string]int
-	state                    [2][]*runtime.Tensor
-	cur                      int
+	state                    *buffers
 	losses                   []*runtime.Tensor
 	logits, finite           *runtime.Tensor
 	probes                   []*runtime.Tensor
@@ -110,7 +107,7 @@ func NewStepper(s *Step, state map[string][]float32, opts runtime.Options) (st *
 	if err != nil {
 		return nil, err
 	}
-	st = &Stepper{Step: s, stateNames: s.StateNames(), stateIndex: map[string]int{}}
+	st = &Stepper{Step: s}
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -165,18 +162,10 @@ func (st *Stepper) allocInputs() ([]string, error) {
 		st.scalars = append(st.scalars, t)
 		names = append(names, name)
 	}
-	shapes := s.StateShapes()
-	for i, name := range st.stateNames {
-		st.stateIndex[name] = i
-		for j := 0; j < 2; j++ {
-			t, err := runtime.NewFloat32(shapes[name], nil)
-			if err != nil {
-				return nil, err
-			}
-			st.state[j] = append(st.state[j], t)
-		}
-		names = append(names, name)
+	if st.state, err = newBuffers(s.StateNames(), s.StateShapes(), false); err != nil {
+		return nil, err
 	}
+	names = append(names, st.state.names...)
 	return names, nil
 }
 
@@ -201,7 +190,7 @@ func (st *Stepper) allocOutputs() ([]string, error) {
 		return nil, err
 	}
 	names = append(names, OutLogits, OutAllFinite)
-	for _, name := range st.stateNames {
+	for _, name := range st.state.names {
 		names = append(names, NewName(name))
 	}
 	for _, p := range s.Probes {
@@ -256,17 +245,17 @@ func (st *Stepper) Run(h Hyper) (StepResult, error) {
 		in = append(in, st.teacher)
 	}
 	in = append(in, st.scalars...)
-	in = append(in, st.state[st.cur]...)
+	in = append(in, st.state.current()...)
 	out := append([]*runtime.Tensor{}, st.losses...)
 	out = append(out, st.logits, st.finite)
-	out = append(out, st.state[1-st.cur]...)
+	out = append(out, st.state.next()...)
 	out = append(out, st.probes...)
 	if _, err := st.sess.Run(in, out); err != nil {
 		return StepResult{}, fmt.Errorf("train step: %w", err)
 	}
 	res := StepResult{Finite: st.finite.Bools()[0]}
 	if res.Finite {
-		st.cur = 1 - st.cur // commit the new state; a skipped step keeps the old
+		st.state.swap() // commit the new state; a skipped step keeps the old
 	}
 	for _, l := range st.losses {
 		res.Losses = append(res.Losses, l.Float32s()[0])
@@ -276,58 +265,19 @@ func (st *Stepper) Run(h Hyper) (StepResult, error) {
 
 // State returns the live current value of a state tensor (valid until the
 // next Run), or nil for an unknown name.
-func (st *Stepper) State(name string) []float32 {
-	i, ok := st.stateIndex[name]
-	if !ok {
-		return nil
-	}
-	return st.state[st.cur][i].Float32s()
-}
+func (st *Stepper) State(name string) []float32 { return st.state.get(name) }
 
 // StateTensor is the live current tensor of a state entry (valid until the
 // next Run), for sessions that read the state without copying it (the
 // evaluation graph).
-func (st *Stepper) StateTensor(name string) *runtime.Tensor {
-	i, ok := st.stateIndex[name]
-	if !ok {
-		return nil
-	}
-	return st.state[st.cur][i]
-}
+func (st *Stepper) StateTensor(name string) *runtime.Tensor { return st.state.tensor(name) }
 
 // Snapshot copies the whole current state.
-func (st *Stepper) Snapshot() map[string][]float32 {
-	out := make(map[string][]float32, len(st.stateNames))
-	for _, n := range st.stateNames {
-		out[n] = append([]float32{}, st.State(n)...)
-	}
-	return out
-}
+func (st *Stepper) Snapshot() map[string][]float32 { return st.state.snapshot() }
 
 // SetState copies values into the current state; every state tensor must
-// be given, with its exact size.
-func (st *Stepper) SetState(state map[string][]float32) error {
-	// Check everything before copying anything, so a bad state leaves the
-	// current one intact.
-	for i, name := range st.stateNames {
-		src, ok := state[name]
-		if !ok {
-			return fmt.Errorf("state: %s is missing", name)
-		}
-		if want := len(st.state[st.cur][i].Float32s()); len(src) != want {
-			return fmt.Errorf("state: %s has %d values, want %d", name, len(src), want)
-		}
-	}
-	for name := range state {
-		if _, ok := st.stateIndex[name]; !ok {
-			return fmt.Errorf("state: unknown tensor %s", name)
-		}
-	}
-	for i, name := range st.stateNames {
-		copy(st.state[st.cur][i].Float32s(), state[name])
-	}
-	return nil
-}
+// be given, with its exact size. A bad state leaves the current one intact.
+func (st *Stepper) SetState(state map[string][]float32) error { return st.state.set(state) }
 
 // Close releases the session and every tensor.
 func (st *Stepper) Close() {
@@ -338,9 +288,5 @@ func (st *Stepper) Close() {
 	for _, t := range append(append(append([]*runtime.Tensor{st.images, st.targets, st.teacher, st.logits, st.finite}, st.scalars...), st.losses...), st.probes...) {
 		t.Destroy()
 	}
-	for _, set := range st.state {
-		for _, t := range set {
-			t.Destroy()
-		}
-	}
+	st.state.destroy()
 }

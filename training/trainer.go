@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -47,10 +48,18 @@ type Trainer struct {
 	// StopAfter stops the run (as an interruption) after this many steps
 	// in this process; 0 never. Tests use it to simulate a kill.
 	StopAfter int
+	// Comm connects the processes of a data-parallel job (nil: one
+	// process). Its size must be Config.Processes. Rank 0 alone writes the
+	// run folder and logs; every process computes the same update.
+	Comm Collective
 
+	comm       Collective
 	train, val *data.Dataset
 	step       *Step
-	st         *Stepper
+	run        runner        // st or sp
+	st         *Stepper      // the fused step
+	sp         *SplitStepper // the split step (split)
+	pend       pending
 	eval       *runtime.Session
 	evalNames  []string
 	sched      Schedule
@@ -80,18 +89,33 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
+	t.comm = t.Comm
+	if t.comm == nil {
+		t.comm = solo{}
+	}
+	if t.comm.Size() != c.Processes {
+		return fmt.Errorf("the run is configured for %d processes and runs on %d", c.Processes, t.comm.Size())
+	}
 	if err := t.openData(); err != nil {
 		return err
 	}
+	if t.stepsPerEpoch() < 1 {
+		return fmt.Errorf("dataset %s: %d training images, fewer than one step of %d (%d processes x %d micro-batches of %d)",
+			c.Data, len(t.train.Samples), c.GlobalBatch(), c.Processes, c.AccumSteps, c.BatchSize)
+	}
+	so := t.stepOptions(rt)
 	var err error
-	if t.step, err = BuildStep(t.stepOptions(rt)); err != nil {
+	if t.step, err = BuildStep(so); err != nil {
 		return err
 	}
 	state, err := t.startState(resume)
 	if err != nil {
 		return err
 	}
-	if t.st, err = NewStepper(t.step, state, rt); err != nil {
+	if err := t.newRunner(so, state, rt); err != nil {
+		return err
+	}
+	if err := t.checkSameWeights("at the start"); err != nil {
 		return err
 	}
 	if t.sched, err = c.Schedule(t.stepsPerEpoch()); err != nil {
@@ -105,7 +129,28 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 			return err
 		}
 	}
+	if t.comm.Rank() != 0 {
+		return nil // rank 0 writes the run folder
+	}
 	return t.makeRunFolder()
+}
+
+// newRunner loads the step into ONNX Runtime: fused for one process with
+// one micro-batch per step, split otherwise (the step graph built for the
+// fused one gives the state's names and shapes either way).
+func (t *Trainer) newRunner(so StepOptions, state map[string][]float32, rt runtime.Options) error {
+	if !t.split() {
+		st, err := NewStepper(t.step, state, rt)
+		t.st, t.run = st, st
+		return err
+	}
+	gs, us, err := BuildSplitStep(so)
+	if err != nil {
+		return err
+	}
+	sp, err := NewSplitStepper(gs, us, state, rt)
+	t.sp, t.run = sp, sp
+	return err
 }
 
 // openData opens the training and validation folders.
@@ -160,7 +205,14 @@ func (t *Trainer) startState(resume bool) (map[string][]float32, error) {
 	if !resume {
 		return t.step.InitialState(), nil
 	}
-	ck, err := ReadCheckpoint(filepath.Join(CheckpointDir(c.Out), lastCheckpoint))
+	path := filepath.Join(CheckpointDir(c.Out), lastCheckpoint)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		// Stopped hard before its first checkpoint: nothing of the run is
+		// kept but its configuration, so it starts over.
+		fmt.Fprintf(t.Log, "note: %s has no checkpoint yet (the run stopped before its first); starting it from the beginning\n", c.Out)
+		return t.step.InitialState(), nil
+	}
+	ck, err := ReadCheckpoint(path)
 	if err != nil {
 		return nil, err
 	}
@@ -224,11 +276,15 @@ func (t *Trainer) compatible(ck *Checkpoint) error {
 // ClassNames are the dataset's classes (after Setup).
 func (t *Trainer) ClassNames() []string { return t.train.Classes }
 
-func (t *Trainer) stepsPerEpoch() int { return len(t.train.Samples) / t.Config.BatchSize }
+// stepsPerEpoch is the optimizer steps of an epoch: the training images
+// over the global batch (a last partial step dropped).
+func (t *Trainer) stepsPerEpoch() int { return len(t.train.Samples) / t.Config.GlobalBatch() }
 
 // Close releases the sessions.
 func (t *Trainer) Close() {
-	t.st.Close()
+	if t.run != nil {
+		t.run.Close()
+	}
 	t.eval.Destroy()
 }
 
@@ -237,11 +293,15 @@ func (t *Trainer) Close() {
 func (t *Trainer) Run(ctx context.Context) error {
 	c := &t.Config
 	loader := &data.Loader{Data: t.train, Batch: c.BatchSize, Size: c.ImageSize, Train: true,
-		Aug: data.NewTrainTransform(c.ImageSize), Workers: c.Workers, Seed: c.Seed, BadLimit: c.BadLimit}
+		Aug: data.NewTrainTransform(c.ImageSize), Workers: c.Workers, Seed: c.Seed, BadLimit: c.BadLimit,
+		Ranks: t.comm.Size(), Rank: t.comm.Rank(), Limit: t.stepsPerEpoch() * t.microBatches()}
 	for epoch := t.meta.Epoch; epoch < c.Epochs; epoch++ {
 		start := time.Now()
 		sums, interrupted, err := t.trainEpoch(ctx, loader, epoch)
 		if err != nil {
+			return err
+		}
+		if sums, err = t.globalSums(sums); err != nil {
 			return err
 		}
 		if interrupted {
@@ -257,6 +317,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if err := t.checkSameWeights(fmt.Sprintf("after epoch %d", epoch+1)); err != nil {
+			return err
+		}
 		rec := t.epochRecord(epoch, sums, ev, trainSec, time.Since(start).Seconds())
 		t.hist = append(t.hist, rec)
 		t.meta.Epoch, t.meta.Batch, t.meta.LastTop1, t.meta.Partial = epoch+1, 0, ev.Top1, EpochSums{}
@@ -264,23 +327,27 @@ func (t *Trainer) Run(ctx context.Context) error {
 		if err := t.endOfEpoch(ev.Top1); err != nil {
 			return err
 		}
-		if ctx.Err() != nil {
-			return ErrInterrupted
+		if stop, err := t.agreeStop(ctx.Err() != nil); err != nil || stop {
+			if err == nil {
+				err = ErrInterrupted
+			}
+			return err
 		}
 	}
 	return t.exportFinal()
 }
 
 // trainEpoch trains on the epoch's batches from where a resumed run left
-// it, and says whether it stopped early (interrupted, or StopAfter).
+// it, and says whether it stopped early (interrupted, or StopAfter). With
+// several processes the sums are this process's.
 func (t *Trainer) trainEpoch(ctx context.Context, loader *data.Loader, epoch int) (sums EpochSums, interrupted bool, err error) {
 	c := &t.Config
-	first := t.meta.Batch
-	if first > 0 {
-		sums = t.meta.Partial // the part of this epoch done before a resume
+	first := t.meta.Batch // micro-batches of the epoch done (every process's)
+	if first > 0 && t.comm.Rank() == 0 {
+		sums = t.meta.Partial // the part of this epoch done before a resume, summed over the processes
 		sums.ResumedImages = sums.Images
 	}
-	t.Prog.Begin(fmt.Sprintf("epoch %d/%d", epoch+1, c.Epochs), t.stepsPerEpoch(), first)
+	t.Prog.Begin(fmt.Sprintf("epoch %d/%d", epoch+1, c.Epochs), t.stepsPerEpoch(), first/t.microBatches())
 	loaderCtx, cancel := context.WithCancel(context.Background())
 	ch, err := loader.Epoch(loaderCtx, epoch, first)
 	if err != nil {
@@ -296,49 +363,116 @@ func (t *Trainer) trainEpoch(ctx context.Context, loader *data.Loader, epoch int
 		for range ch {
 		}
 	}()
+	micro := 0
 	for p := range batches {
-		if err := t.trainBatch(p, &sums); err != nil {
+		if !t.split() {
+			err = t.trainBatch(p, &sums)
+		} else if err = t.accumulate(p, &sums); err == nil {
+			if micro++; micro < c.AccumSteps {
+				continue
+			}
+			micro = 0
+			err = t.applyStep(&sums)
+		}
+		if err != nil {
 			return sums, false, err
 		}
 		t.done++
-		if ctx.Err() != nil || (t.StopAfter > 0 && t.done >= t.StopAfter) {
-			return sums, true, nil
+		stop, err := t.agreeStop(ctx.Err() != nil || (t.StopAfter > 0 && t.done >= t.StopAfter))
+		if err != nil || stop {
+			return sums, stop, err
+		}
+		if err := t.checkpointMidEpoch(sums); err != nil {
+			return sums, false, err
 		}
 	}
 	return sums, false, nil
 }
 
-// trainBatch runs one step on a prepared batch and adds it to the epoch's
-// sums. With FP16 a step whose gradients overflowed is skipped (the loss
-// scaler halves the scale); in float32 it is an error.
-func (t *Trainer) trainBatch(p *prepared, sums *EpochSums) error {
+// checkpointMidEpoch writes last.ckpt every CheckpointEvery steps within
+// an epoch (not at its last step: the epoch's end writes one), with the
+// epoch's sums so far over every process.
+func (t *Trainer) checkpointMidEpoch(sums EpochSums) error {
 	c := &t.Config
+	if c.CheckpointEvery <= 0 || t.meta.Step%c.CheckpointEvery != 0 || t.meta.Batch >= t.stepsPerEpoch()*t.microBatches() {
+		return nil
+	}
+	global, err := t.globalSums(sums)
+	if err != nil {
+		return err
+	}
+	t.meta.Partial = global
+	return t.saveCheckpoint(lastCheckpoint)
+}
+
+// load copies a prepared batch into the stepper's inputs and reports its
+// unreadable images.
+func (t *Trainer) load(p *prepared, sums *EpochSums) error {
 	if p.err != nil {
 		return p.err
 	}
-	copy(t.st.Images(), p.images)
-	copy(t.st.Targets(), p.targets)
+	copy(t.run.Images(), p.images)
+	copy(t.run.Targets(), p.targets)
 	if t.Teacher != nil {
-		copy(t.st.TeacherLogits(), p.teacher)
+		copy(t.run.TeacherLogits(), p.teacher)
 		sums.TeacherSec += p.teacherSec
 	}
-	labels := append(t.labels[:0], p.labels...)
 	sums.Unreadable += len(p.unreadable)
 	for _, f := range p.unreadable {
 		if sums.Unreadable <= 3 {
 			fmt.Fprintf(t.Log, "warning: unreadable image %s, replaced\n", f)
 		}
 	}
-	index := p.index
-	if c.TeacherOverlap {
-		p.recycle() // the next batch and its teacher run during this step
-	}
-	lr := t.sched.LR(t.meta.Step)
-	h := Hyper{LR: float32(lr), Momentum: float32(c.Momentum), WeightDecay: float32(c.WeightDecay),
+	return nil
+}
+
+// hyper are the scalars of the next step.
+func (t *Trainer) hyper() Hyper {
+	c := &t.Config
+	h := Hyper{LR: float32(t.sched.LR(t.meta.Step)), Momentum: float32(c.Momentum), WeightDecay: float32(c.WeightDecay),
 		KDTemperature: float32(c.KDTemperature), KDHardWeight: float32(c.KDHardWeight)}
 	if t.scaler != nil {
 		h.LossScale = t.scaler.Scale
 	}
+	return h
+}
+
+// afterStep updates the loss scale; in float32 a step whose gradients are
+// not finite is an error (with FP16 it is skipped and the scale halved).
+func (t *Trainer) afterStep(finite bool, loss float64) error {
+	if t.scaler != nil {
+		return t.scaler.Update(finite)
+	}
+	if !finite {
+		return fmt.Errorf("step %d: the loss or a gradient is not finite (loss %g); lower the learning rate", t.meta.Step, loss)
+	}
+	return nil
+}
+
+// progress updates the progress line after a step.
+func (t *Trainer) progress(lr float32, sums *EpochSums) {
+	c := &t.Config
+	extra := ""
+	if t.scaler != nil {
+		extra = fmt.Sprintf("  scale %g", t.scaler.Scale)
+	}
+	t.Prog.Update(t.meta.Batch/t.microBatches(), c.GlobalBatch(), sums.Loss/math.Max(float64(sums.Seen/c.BatchSize), 1), float64(lr), extra)
+}
+
+// trainBatch runs one fused step on a prepared batch and adds it to the
+// epoch's sums. With FP16 a step whose gradients overflowed is skipped (the
+// loss scaler halves the scale); in float32 it is an error.
+func (t *Trainer) trainBatch(p *prepared, sums *EpochSums) error {
+	c := &t.Config
+	if err := t.load(p, sums); err != nil {
+		return err
+	}
+	labels := append(t.labels[:0], p.labels...)
+	index := p.index
+	if c.TeacherOverlap {
+		p.recycle() // the next batch and its teacher run during this step
+	}
+	h := t.hyper()
 	res, err := t.st.Run(h)
 	if !c.TeacherOverlap {
 		p.recycle()
@@ -346,12 +480,8 @@ func (t *Trainer) trainBatch(p *prepared, sums *EpochSums) error {
 	if err != nil {
 		return err
 	}
-	if t.scaler != nil {
-		if err := t.scaler.Update(res.Finite); err != nil {
-			return err
-		}
-	} else if !res.Finite {
-		return fmt.Errorf("step %d: the loss or a gradient is not finite (loss %g); lower the learning rate", t.meta.Step, res.Losses[0])
+	if err := t.afterStep(res.Finite, float64(res.Losses[0])); err != nil {
+		return err
 	}
 	if !res.Finite {
 		sums.Skipped++
@@ -367,11 +497,7 @@ func (t *Trainer) trainBatch(p *prepared, sums *EpochSums) error {
 	sums.Images += c.BatchSize
 	t.meta.Step++
 	t.meta.Batch = index + 1
-	extra := ""
-	if t.scaler != nil {
-		extra = fmt.Sprintf("  scale %g", t.scaler.Scale)
-	}
-	t.Prog.Update(index+1, c.BatchSize, sums.Loss/math.Max(float64(sums.Seen/c.BatchSize), 1), lr, extra)
+	t.progress(h.LR, sums)
 	return nil
 }
 
@@ -390,6 +516,9 @@ func (t *Trainer) epochRecord(epoch int, sums EpochSums, ev EvalResult, trainSec
 	}
 	if t.scaler != nil {
 		rec.LossScale = float64(t.scaler.Scale)
+	}
+	if steps := (sums.Images - sums.ResumedImages) / c.GlobalBatch(); t.comm.Size() > 1 && steps > 0 {
+		rec.AllReduceMS = 1000 * sums.AllReduceSec / float64(steps)
 	}
 	return rec
 }
@@ -495,12 +624,15 @@ func (t *Trainer) prepare(ctx context.Context, ch <-chan *data.Batch, epoch int)
 // pruning old epoch checkpoints beyond KeepLast).
 func (t *Trainer) endOfEpoch(top1 float64) error {
 	c := &t.Config
-	if err := WriteMetrics(c.Out, t.hist); err != nil {
-		return err
-	}
 	best := top1 > t.meta.BestTop1
 	if best {
 		t.meta.BestTop1 = top1
+	}
+	if t.comm.Rank() != 0 {
+		return nil // rank 0 writes the run folder
+	}
+	if err := WriteMetrics(c.Out, t.hist); err != nil {
+		return err
 	}
 	if err := t.saveCheckpoint(lastCheckpoint); err != nil {
 		return err
@@ -535,14 +667,20 @@ func (t *Trainer) saveCheckpoint(name string) error {
 		s := *t.scaler
 		t.meta.Scaler = &s
 	}
-	return WriteCheckpoint(filepath.Join(CheckpointDir(t.Config.Out), name), &Checkpoint{Meta: t.meta, Tensors: t.st.Snapshot()})
+	if t.comm.Rank() != 0 {
+		return nil // every process holds the same state; rank 0 writes it
+	}
+	return WriteCheckpoint(filepath.Join(CheckpointDir(t.Config.Out), name), &Checkpoint{Meta: t.meta, Tensors: t.run.Snapshot()})
 }
 
 // exportFinal writes model.onnx: the inference graph with the final weights
 // and the class names.
 func (t *Trainer) exportFinal() error {
 	c := &t.Config
-	m, info, err := Export(t.st.Snapshot(), ExportOptions{
+	if t.comm.Rank() != 0 {
+		return nil
+	}
+	m, info, err := Export(t.run.Snapshot(), ExportOptions{
 		Model:      models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Opset: c.Opset},
 		ClassNames: t.train.Classes})
 	if err != nil {

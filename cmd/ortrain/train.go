@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ortrain/ortrain/distill"
+	"github.com/ortrain/ortrain/parallel"
 	"github.com/ortrain/ortrain/runtime"
 	"github.com/ortrain/ortrain/training"
 )
@@ -142,8 +143,36 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, help, args, synopsis, stdout); err != nil {
 		return err
 	}
-	if cfg, err = runConfig(fs, tf, cfg, stderr); err != nil {
+	comm, err := parallel.Init()
+	if err != nil {
 		return err
+	}
+	err = train(fs, tf, rt, cfg, comm, stderr)
+	if err != nil && comm.Size() > 1 && !errors.As(err, &interruptedError{}) {
+		// The other processes may wait in a collective: end the job.
+		fmt.Fprintf(stderr, "ortrain train (rank %d of %d): %v\n", comm.Rank(), comm.Size(), err)
+		comm.Abort(1)
+	}
+	if cerr := comm.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// train runs ortrain train as one process of a job of comm.Size(); rank 0
+// alone prints its progress and writes the run folder.
+func train(fs *pflag.FlagSet, tf *trainFlags, rt *rtFlags, cfg training.Config, comm parallel.Comm, stderr io.Writer) error {
+	cfg.Processes = comm.Size()
+	log := stderr
+	if comm.Rank() != 0 {
+		log = io.Discard
+	}
+	cfg, err := runConfig(fs, tf, cfg, log, comm.Rank() == 0)
+	if err != nil {
+		return err
+	}
+	if cfg.Processes != comm.Size() {
+		return usageError{fmt.Errorf("%s was trained on %d processes; resume it with mpirun -np %d", tf.resume, cfg.Processes, cfg.Processes)}
 	}
 	cfg.Device, cfg.Threads = rt.device, rt.threads // how this process runs
 	if err := cfg.Validate(); err != nil {
@@ -153,7 +182,7 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tr := &training.Trainer{Config: cfg, Log: stderr, Prog: progressFor(stderr)}
+	tr := &training.Trainer{Config: cfg, Log: log, Prog: progressFor(log), Comm: comm}
 	var teacher *distill.Teacher
 	if cfg.Teacher != "" {
 		if tr.LoadTeacher, err = teacherLoader(tf, cfg, opts, &teacher); err != nil {
@@ -170,15 +199,15 @@ func cmdTrain(args []string, stdout, stderr io.Writer) error {
 	defer tr.Close()
 	// The configuration is printed once everything has been checked, so that
 	// a refused input is the only line a failed start prints.
-	fmt.Fprintf(stderr, "ortrain train: %s on %s (ONNX Runtime %s)\n", cfg.Model, cfg.Data, rtVersion())
-	cfg.Print(stderr)
+	fmt.Fprintf(log, "ortrain train: %s on %s (ONNX Runtime %s)\n", cfg.Model, cfg.Data, rtVersion())
+	cfg.Print(log)
 	if tr.Convolutions != "" {
-		fmt.Fprintf(stderr, "  %-16s %s\n", "(convolutions)", tr.Convolutions)
+		fmt.Fprintf(log, "  %-16s %s\n", "(convolutions)", tr.Convolutions)
 	}
 	if teacher != nil && teacher.Note != "" {
-		fmt.Fprintf(stderr, "  %-16s %s\n", "(teacher)", teacher.Note)
+		fmt.Fprintf(log, "  %-16s %s\n", "(teacher)", teacher.Note)
 	}
-	if tf.resume == "" {
+	if tf.resume == "" && comm.Rank() == 0 {
 		if err := training.SaveConfig(&cfg); err != nil {
 			return err
 		}
@@ -238,14 +267,16 @@ func addTrainFlags(fs *pflag.FlagSet, cfg *training.Config) *trainFlags {
 	fs.Int64Var(&cfg.Opset, "opset", cfg.Opset, "ONNX opset of the graphs")
 	fs.IntVar(&cfg.KeepLast, "keep", cfg.KeepLast, "epoch checkpoints kept besides last and best")
 	fs.Float64Var(&cfg.BadLimit, "bad-limit", cfg.BadLimit, "fraction of unreadable images an epoch tolerates before stopping")
+	fs.IntVar(&cfg.AccumSteps, "accum-steps", cfg.AccumSteps, "micro-batches of --batch-size per step on each process (gradient accumulation); the global batch is processes x this x --batch-size")
+	fs.IntVar(&cfg.CheckpointEvery, "checkpoint-every", cfg.CheckpointEvery, "also write last.ckpt every so many steps within an epoch (0: at epoch ends)")
 	return tf
 }
 
 // runConfig is the configuration of the run: the resumed one's, or a new
 // one's with the recipe's warmup fitted to the run, its data path made
 // absolute (a resume from another directory finds the same data) and its
-// run folder checked.
-func runConfig(fs *pflag.FlagSet, tf *trainFlags, cfg training.Config, stderr io.Writer) (training.Config, error) {
+// run folder checked (by the process that will write it, owner).
+func runConfig(fs *pflag.FlagSet, tf *trainFlags, cfg training.Config, stderr io.Writer, owner bool) (training.Config, error) {
 	if tf.resume != "" {
 		return resumedConfig(fs, tf.resume, cfg)
 	}
@@ -261,7 +292,7 @@ func runConfig(fs *pflag.FlagSet, tf *trainFlags, cfg training.Config, stderr io
 		}
 		cfg.Data = abs
 	}
-	if !tf.overwrite {
+	if owner && !tf.overwrite {
 		if _, err := os.Stat(filepath.Join(cfg.Out, "config.json")); err == nil {
 			return cfg, usageError{fmt.Errorf("%s already holds a run; continue it with --resume %s, or start over with --overwrite", cfg.Out, cfg.Out)}
 		}

@@ -21,11 +21,12 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// buildCLI compiles ortrain for tests that need a separate process.
+// buildCLI compiles ortrain for tests that need a separate process, with
+// the build tags of the test binary (buildTags: "mpi" in an MPI build).
 func buildCLI(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "ortrain")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd := exec.Command("go", "build", "-tags", buildTags, "-o", bin, ".")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -494,5 +495,60 @@ func TestEvalUsesModelPreprocessing(t *testing.T) {
 	} {
 		code, _, stderr := runCLI("eval", "--model", other, "--data", dir, c.flag, c.value)
 		wantOneLine(t, code, stderr, c.want)
+	}
+}
+
+// mpirunArgs are the arguments of mpirun for n processes on this machine
+// (as root it needs --allow-run-as-root; two processes on two cores may
+// need --oversubscribe).
+func mpirunArgs(t *testing.T, n int, cmd ...string) []string {
+	t.Helper()
+	if _, err := exec.LookPath("mpirun"); err != nil {
+		t.Fatalf("mpirun not found (scripts/setup.sh installs openmpi-bin): %v", err)
+	}
+	args := []string{"-np", fmt.Sprint(n), "--oversubscribe"}
+	if os.Geteuid() == 0 {
+		args = append(args, "--allow-run-as-root")
+	}
+	return append(args, cmd...)
+}
+
+// A run stopped hard (kill -9) before its first checkpoint leaves a run
+// folder with a configuration only: a new run there is refused with the
+// resume command, and that command starts the run over.
+func TestResumeBeforeFirstCheckpoint(t *testing.T) {
+	testutil.InitORT(t)
+	bin := buildCLI(t)
+	dir := fashion(t, 20, 10)
+	out := filepath.Join(t.TempDir(), "run")
+	cmd := exec.Command(bin, trainArgs(dir, out)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(out, "config.json")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("no config.json")
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, err := os.Stat(filepath.Join(training.CheckpointDir(out), "last.ckpt")); err == nil {
+		t.Fatal("the run checkpointed before it was killed (an epoch takes seconds): kill it sooner")
+	}
+	b, err := exec.Command(bin, trainArgs(dir, out)...).CombinedOutput()
+	hint := "--resume " + out
+	if err == nil || !strings.Contains(string(b), hint) {
+		t.Fatalf("a new run over the stopped one: %v\n%s", err, b)
+	}
+	b, err = exec.Command(bin, "train", "--resume", out).CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "no checkpoint yet") {
+		t.Fatalf("resume with no checkpoint: %v\n%s", err, b)
+	}
+	if _, err := os.Stat(filepath.Join(out, "model.onnx")); err != nil {
+		t.Errorf("the resumed run did not finish: %v", err)
 	}
 }

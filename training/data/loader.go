@@ -50,6 +50,10 @@ type Loader struct {
 	// BadLimit is the fraction of unreadable images an epoch tolerates
 	// before failing (default 0.01).
 	BadLimit float64
+	// Ranks and Rank shard an epoch for data parallelism: the loader makes
+	// the batches whose index is Rank modulo Ranks (every one when Ranks
+	// is below 2). Limit, when above 0, ends the epoch before batch Limit.
+	Ranks, Rank, Limit int
 }
 
 // Batches is the number of batches in an epoch: training drops a last
@@ -110,9 +114,16 @@ func (l *Loader) Epoch(ctx context.Context, epoch, start int) (<-chan *Batch, er
 	for i := 0; i < prefetch+1; i++ {
 		free <- &Batch{Images: make([]float32, l.Batch*e.per), Labels: make([]int, l.Batch)}
 	}
+	end := l.Batches()
+	if l.Limit > 0 {
+		end = min(end, l.Limit)
+	}
 	go func() {
 		defer close(out)
-		for b := start; b < l.Batches(); b++ {
+		for b := start; b < end; b++ {
+			if l.Ranks > 1 && b%l.Ranks != l.Rank {
+				continue
+			}
 			var buf *Batch
 			select {
 			case buf = <-free:
