@@ -68,3 +68,14 @@ func launcherSize() int {
 	}
 	return 0
 }
+
+// LocalRank is this process's rank among those of the job on its machine,
+// as the launcher says (OpenMPI, MPICH, Slurm); 0 when none says.
+func LocalRank() int {
+	for _, v := range []string{"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "PMI_LOCAL_RANK"} {
+		if n, err := strconv.Atoi(os.Getenv(v)); err == nil && n >= 0 {
+			return n
+		}
+	}
+	return 0
+}

@@ -49,21 +49,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// Bounds on sizes the CLI accepts: wide enough for any real classifier,
-// narrow enough that a typo cannot ask for terabytes.
-const (
-	maxClasses   = models.MaxClasses
-	maxImageSize = models.MaxImageSize
-)
-
+// checkSizes checks the model options by the models package's limits (the
+// one place they are kept), naming the flags, and the opset.
 func checkSizes(classes, imageSize int, opset int64) error {
-	switch {
-	case classes < 1 || classes > maxClasses:
-		return usageError{fmt.Errorf("--classes must be between 1 and %d, got %d", maxClasses, classes)}
-	case imageSize < 32 || imageSize > maxImageSize:
-		return usageError{fmt.Errorf("--image-size must be between 32 and %d, got %d", maxImageSize, imageSize)}
-	case opset < graphgen.MinOpset || opset > graphgen.MaxOpset:
+	if opset < graphgen.MinOpset || opset > graphgen.MaxOpset {
 		return usageError{fmt.Errorf("--opset %d is not supported (choose %d to %d)", opset, graphgen.MinOpset, graphgen.MaxOpset)}
+	}
+	if err := (models.Options{Classes: classes, ImageSize: imageSize}).Check(); err != nil {
+		r := strings.NewReplacer("classes", "--classes", "image size", "--image-size", "batch", "--batch")
+		return usageError{errors.New(r.Replace(err.Error()))}
 	}
 	return nil
 }

@@ -2,12 +2,13 @@ package main
 
 import (
 	"bytes"
-	"github.com/ortrain/ortrain/internal/testutil"
-	"github.com/ortrain/ortrain/runtime"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ortrain/ortrain/internal/testutil"
+	"github.com/ortrain/ortrain/runtime"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {

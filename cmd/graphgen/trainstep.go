@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -29,6 +30,7 @@ func trainStep(args []string, stdout, stderr io.Writer) error {
 	distill := fs.Bool("distill", false, "add the teacher_logits input and the distillation term")
 	noBiasDecay := fs.Bool("no-bias-decay", false, "no weight decay on biases and BatchNorm gamma/beta")
 	init := fs.Bool("init", false, "store the initial parameters and running statistics as defaults of their inputs")
+	split := fs.Bool("split", false, "write the split step instead (gradient accumulation, data parallelism): -o F.onnx writes F.grad.onnx and F.update.onnx")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		return usageError{fmt.Errorf("%w (see graphgen train-step --help)", err)}
@@ -55,8 +57,8 @@ Flags:
 	if _, _, err := models.ParseName(fs.Arg(0)); err != nil {
 		return usageError{err}
 	}
-	if *batch < 2 || *batch > 1<<20 {
-		return usageError{fmt.Errorf("--batch must be between 2 (batch statistics) and %d, got %d", 1<<20, *batch)}
+	if *batch < 2 {
+		return usageError{fmt.Errorf("--batch must be at least 2 (batch statistics), got %d", *batch)}
 	}
 	if err := checkSizes(*classes, *imageSize, *opset); err != nil {
 		return err
@@ -64,11 +66,15 @@ Flags:
 	if err := refuseTerminal(*output, stdout); err != nil {
 		return err
 	}
-	step, err := training.BuildStep(training.StepOptions{
+	so := training.StepOptions{
 		Model: models.Options{Name: fs.Arg(0), Classes: *classes, ImageSize: *imageSize, Batch: *batch,
 			Opset: *opset, Seed: *seed, ZeroGamma: *zeroGamma},
 		Distill: *distill, NoBiasDecay: *noBiasDecay, FP16: *fp16,
-	})
+	}
+	if *split {
+		return writeSplitStep(so, *output, stdout)
+	}
+	step, err := training.BuildStep(so)
 	if err != nil {
 		return usageError{err}
 	}
@@ -78,4 +84,28 @@ Flags:
 	info := step.ModelInfo()
 	info.Metadata = append(info.Metadata, [2]string{"ortrain.batch", strconv.Itoa(*batch)})
 	return writeGraph(step.Graph, info, *output, stdout)
+}
+
+// writeSplitStep writes the split step's two graphs beside output:
+// F.onnx names F.grad.onnx and F.update.onnx.
+func writeSplitStep(so training.StepOptions, output string, stdout io.Writer) error {
+	if output == "" || output == "-" {
+		return usageError{fmt.Errorf("--split writes two files: give -o FILE.onnx")}
+	}
+	gs, us, err := training.BuildSplitStep(so)
+	if err != nil {
+		return usageError{err}
+	}
+	base := strings.TrimSuffix(output, ".onnx")
+	batch := [2]string{"ortrain.batch", strconv.Itoa(so.Model.Batch)}
+	for _, f := range []struct {
+		g    *graphgen.Graph
+		path string
+	}{{gs.Graph, base + ".grad.onnx"}, {us.Graph, base + ".update.onnx"}} {
+		info := graphgen.ModelInfo{Doc: f.g.Doc, Metadata: [][2]string{{"ortrain.graph", f.g.Name}, batch}}
+		if err := writeGraph(f.g, info, f.path, stdout); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -5,9 +5,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
+	"time"
 
 	"github.com/ortrain/ortrain/internal/bench"
 	"github.com/ortrain/ortrain/models"
+	"github.com/ortrain/ortrain/parallel"
+	"github.com/ortrain/ortrain/runtime"
 	"github.com/ortrain/ortrain/training"
 )
 
@@ -26,13 +29,14 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	plainConv := fs.Bool("plain-conv", false, "on the CPU, keep ONNX Runtime's plain convolutions: the portable step graph, without its blocked (NCHWc) 3x3 kernels")
 	turnIn := fs.String("turn-in", "", "lockstep with another process (benchmarks): before each step, wait for a byte on this FIFO")
 	turnOut := fs.String("turn-out", "", "lockstep: after each step, write a byte to this FIFO")
+	accum := fs.Int("accum-steps", 1, "micro-batches of --batch per step on each process (the split step; under mpirun it is always split)")
 	rt := addRuntimeFlags(fs)
 	if err := parse(fs, help, args, synopsis, stdout); err != nil {
 		return err
 	}
 	switch {
-	case *iters < 1 || *warmup < 0:
-		return usageError{fmt.Errorf("--iters must be positive and --warmup not negative")}
+	case *iters < 1 || *warmup < 0 || *accum < 1:
+		return usageError{fmt.Errorf("--iters and --accum-steps must be positive and --warmup not negative")}
 	case (*turnIn == "") != (*turnOut == ""):
 		return usageError{fmt.Errorf("--turn-in and --turn-out go together")}
 	}
@@ -57,22 +61,23 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "bench-step: plain convolutions (%v)\n", perr)
 		}
 	}
-	step, err := training.BuildStep(so)
-	if err != nil {
-		return usageError{err}
-	}
-	st, err := training.NewStepper(step, step.InitialState(), opts)
+	comm, err := parallel.Init()
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	if err := fillRandomBatch(st, *classes); err != nil {
-		return err
+	defer comm.Close()
+	var times []float64
+	var reduce float64
+	if comm.Size() > 1 || *accum > 1 {
+		times, reduce, err = benchSplitStep(so, opts, *classes, *accum, *warmup, *iters, turns, comm)
+	} else {
+		times, err = benchFusedStep(so, opts, *classes, *warmup, *iters, turns)
 	}
-	h := training.Hyper{LR: 0.01, Momentum: 0.9, WeightDecay: 1e-4, LossScale: 1024}
-	times, err := bench.Times(*warmup, *iters, turns, func() error { _, err := st.Run(h); return err })
 	if err != nil {
 		return err
+	}
+	if comm.Rank() != 0 {
+		return nil
 	}
 	total, median, _ := bench.Stats(times)
 	kind := "fp32"
@@ -82,22 +87,98 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	if so.NchwcBlock > 0 {
 		kind += fmt.Sprintf(", blocked 3x3 convolutions (NCHWc, block %d)", so.NchwcBlock)
 	}
-	fmt.Fprintf(stdout, "ortrain train step (ONNX Runtime %s, %s): %s batch %d at %d, %d steps: %.2f steps/s, %.2f img/s, median %.0f ms/step, peak RSS %s\n",
-		strings.TrimSpace(rtVersion()), kind, *model, *batch, *size, len(times), float64(len(times))/total,
-		float64(*batch*len(times))/total, median*1e3, bench.PeakRSS())
+	global := *batch * *accum * comm.Size()
+	extra := ""
+	if comm.Size() > 1 {
+		extra = fmt.Sprintf(", %d processes x %d micro-batches, all-reduce %.1f ms/step (%.1f%%)", comm.Size(), *accum,
+			1e3*reduce/float64(len(times)), 100*reduce/total)
+	} else if *accum > 1 {
+		extra = fmt.Sprintf(", %d micro-batches", *accum)
+	}
+	fmt.Fprintf(stdout, "ortrain train step (ONNX Runtime %s, %s%s): %s batch %d at %d, %d steps: %.2f steps/s, %.2f img/s, median %.0f ms/step, peak RSS %s\n",
+		strings.TrimSpace(rtVersion()), kind, extra, *model, global, *size, len(times), float64(len(times))/total,
+		float64(global*len(times))/total, median*1e3, bench.PeakRSS())
 	return nil
 }
 
-// fillRandomBatch puts a seeded random batch (normal images, smoothed
-// labels) into the stepper.
-func fillRandomBatch(st *training.Stepper, classes int) error {
-	r := rand.New(rand.NewPCG(1, 1))
-	for i := range st.Images() {
-		st.Images()[i] = float32(r.NormFloat64())
+// benchFusedStep times the fused step, as `ortrain train` runs it on one
+// process.
+func benchFusedStep(so training.StepOptions, opts runtime.Options, classes, warmup, iters int, turns bench.Turns) ([]float64, error) {
+	step, err := training.BuildStep(so)
+	if err != nil {
+		return nil, usageError{err}
 	}
-	labels := make([]int, len(st.Targets())/classes)
+	st, err := training.NewStepper(step, step.InitialState(), opts)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	if err := fillRandomBatch(st.Images(), st.Targets(), classes); err != nil {
+		return nil, err
+	}
+	h := training.Hyper{LR: 0.01, Momentum: 0.9, WeightDecay: 1e-4, LossScale: 1024}
+	return bench.Times(warmup, iters, turns, func() error { _, err := st.Run(h); return err })
+}
+
+// benchSplitStep times the split step, as `ortrain train` runs it under
+// MPI or with accumulation: accum micro-batches, the all-reduce of the
+// sums (timed apart, the second result), the update.
+func benchSplitStep(so training.StepOptions, opts runtime.Options, classes, accum, warmup, iters int, turns bench.Turns, comm parallel.Comm) ([]float64, float64, error) {
+	step, err := training.BuildStep(so)
+	if err != nil {
+		return nil, 0, usageError{err}
+	}
+	gs, us, err := training.BuildSplitStep(so)
+	if err != nil {
+		return nil, 0, usageError{err}
+	}
+	sp, err := training.NewSplitStepper(gs, us, step.InitialState(), opts)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer sp.Close()
+	if err := fillRandomBatch(sp.Images(), sp.Targets(), classes); err != nil {
+		return nil, 0, err
+	}
+	h := training.Hyper{LR: 0.01, Momentum: 0.9, WeightDecay: 1e-4, LossScale: 1024}
+	var reduce float64
+	n := 0
+	times, err := bench.Times(warmup, iters, turns, func() error {
+		sp.BeginStep()
+		for j := 0; j < accum; j++ {
+			if _, err := sp.Accumulate(h); err != nil {
+				return err
+			}
+		}
+		// The barrier first, so that the time measured is the reduction's,
+		// not a wait for the slower process (the training loop has no
+		// barrier: there the all-reduce absorbs that wait).
+		if err := comm.Barrier(); err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := comm.AllReduceSum(sp.Sums()); err != nil {
+			return err
+		}
+		if n++; n > warmup {
+			reduce += time.Since(start).Seconds()
+		}
+		_, err := sp.Apply(h, accum*comm.Size())
+		return err
+	})
+	return times, reduce, err
+}
+
+// fillRandomBatch puts a seeded random batch (normal images, smoothed
+// labels) into a stepper's inputs.
+func fillRandomBatch(images, targets []float32, classes int) error {
+	r := rand.New(rand.NewPCG(1, 1))
+	for i := range images {
+		images[i] = float32(r.NormFloat64())
+	}
+	labels := make([]int, len(targets)/classes)
 	for i := range labels {
 		labels[i] = r.IntN(classes)
 	}
-	return training.SmoothTargets(st.Targets(), labels, classes, 0.1, training.SmoothPaper)
+	return training.SmoothTargets(targets, labels, classes, 0.1, training.SmoothPaper)
 }

@@ -182,6 +182,9 @@ func train(fs *pflag.FlagSet, tf *trainFlags, rt *rtFlags, cfg training.Config, 
 	if err != nil {
 		return err
 	}
+	if !opts.Provider.CPU() && comm.Size() > 1 && !strings.Contains(rt.device, ":") {
+		opts.Provider.Device = parallel.LocalRank() // one GPU per process of a machine
+	}
 	tr := &training.Trainer{Config: cfg, Log: log, Prog: progressFor(log), Comm: comm}
 	var teacher *distill.Teacher
 	if cfg.Teacher != "" {
