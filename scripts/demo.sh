@@ -3,7 +3,7 @@
 # 2 cores: install everything (scripts/setup.sh), write Fashion-MNIST (from
 # Debian's dataset-fashion-mnist) as an image folder, train a ResNet-18-D at
 # 32x32 with the paper's tricks (cosine, warmup, label smoothing, mixup,
-# zero-gamma, no-bias-decay, FP16), show validation accuracy per epoch, a
+# zero-gamma, no-bias-decay; FP16 is for GPUs), show validation accuracy per epoch, a
 # progress bar, plots, an exported model.onnx, and predictions.
 #
 #   scripts/demo.sh [EPOCHS]     (default 8)

@@ -246,6 +246,20 @@ func Resume(saved, given Config, set []string) (Config, error) {
 	return c, nil
 }
 
+// FitDevice turns a recipe's mixed precision off where it does not pay:
+// on ONNX Runtime's CPU provider the float16 step runs its convolutions
+// through float32 and is slower than the float32 step, without the blocked
+// kernels (docs/benchmarks.md), so the recipes' FP16, the paper's GPU
+// setting, applies on GPU providers only. It says so; "" when nothing
+// changed. Call it for a new run whose precision the user did not set.
+func (c *Config) FitDevice(cpu bool) string {
+	if c.Recipe == "" || c.Recipe == "baseline" || !c.FP16 || !cpu {
+		return ""
+	}
+	c.FP16 = false
+	return "the recipe's FP16 is for GPUs: on the CPU the float32 step is the faster"
+}
+
 // FitWarmup scales a recipe's warmup to a run shorter than the paper's, in
 // the paper's proportion (5 of 120 epochs), and says so; "" when nothing
 // changed. Call it for a new run whose warmup the user did not set.

@@ -182,6 +182,11 @@ func train(fs *pflag.FlagSet, tf *trainFlags, rt *rtFlags, cfg training.Config, 
 	if err != nil {
 		return err
 	}
+	if tf.resume == "" && !fs.Changed("fp16") {
+		if note := cfg.FitDevice(opts.Provider.CPU()); note != "" {
+			fmt.Fprintf(log, "note: %s; give --fp16 to force it\n", note)
+		}
+	}
 	if !opts.Provider.CPU() && comm.Size() > 1 && !strings.Contains(rt.device, ":") {
 		opts.Provider.Device = parallel.LocalRank() // one GPU per process of a machine
 	}

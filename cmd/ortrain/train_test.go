@@ -46,7 +46,7 @@ func fashion(t *testing.T, train, val int) string {
 
 func trainArgs(dataDir, out string) []string {
 	return []string{"train", "--data", dataDir, "--out", out, "--model", "resnet18", "--image-size", "32",
-		"--epochs", "2", "--batch-size", "16", "--recipe", "tricks", "--lr-base", "0.4", "--seed", "3", "--workers", "2", "--threads", "2"}
+		"--epochs", "2", "--batch-size", "16", "--recipe", "tricks", "--fp16", "--lr-base", "0.4", "--seed", "3", "--workers", "2", "--threads", "2"}
 }
 
 func sameCheckpoints(t *testing.T, a, b string) {
