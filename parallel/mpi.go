@@ -72,11 +72,17 @@ func (c *mpiComm) Size() int { return c.size }
 // buffers go in pieces.
 const maxCount = 1 << 30
 
+// reduceChunk is the count of one all-reduce call: OpenMPI 4.1 sums a
+// 100 MB buffer between two local ranks at a quarter of the speed of the
+// same buffer in 4 MB pieces, whose scratch space stays in cache
+// (docs/benchmarks.md, all-reduce; scripts/bench_parallel.sh).
+const reduceChunk = 1 << 20
+
 func (c *mpiComm) AllReduceSum(buf []float32) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for len(buf) > 0 {
-		n := min(len(buf), maxCount)
+		n := min(len(buf), reduceChunk)
 		if err := mpiErr("MPI_Allreduce", C.ortrain_sum_f32(unsafe.Pointer(&buf[0]), C.int(n))); err != nil {
 			return err
 		}
@@ -89,7 +95,7 @@ func (c *mpiComm) AllReduceSum64(buf []float64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for len(buf) > 0 {
-		n := min(len(buf), maxCount)
+		n := min(len(buf), reduceChunk)
 		if err := mpiErr("MPI_Allreduce", C.ortrain_sum_f64(unsafe.Pointer(&buf[0]), C.int(n))); err != nil {
 			return err
 		}
