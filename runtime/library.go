@@ -37,11 +37,11 @@ func DefaultLibraryPath() string {
 	return filepath.Join(base, "ortrain", "onnxruntime-"+ORTVersion, "libonnxruntime.so.1")
 }
 
-// LibraryPath resolves the library: the flag value if given, else the
+// LibraryPath resolves the library: the path given if any, else the
 // environment variable, else the set-up script's path. It checks that the file
 // exists and says how to get it when it does not.
-func LibraryPath(flagValue string) (string, error) {
-	path, from := flagValue, "--ort-lib"
+func LibraryPath(given string) (string, error) {
+	path, from := given, "the path given"
 	if path == "" {
 		path, from = os.Getenv(LibraryEnv), "$"+LibraryEnv
 	}
@@ -51,7 +51,7 @@ func LibraryPath(flagValue string) (string, error) {
 	st, err := os.Stat(path)
 	switch {
 	case err != nil:
-		return "", fmt.Errorf("ONNX Runtime library not found at %s (from %s); run %s to install it, or point --ort-lib or $%s at libonnxruntime.so.1", path, from, SetupCommand, LibraryEnv)
+		return "", fmt.Errorf("ONNX Runtime library not found at %s (from %s); run %s to install it, or point $%s at libonnxruntime.so.1", path, from, SetupCommand, LibraryEnv)
 	case st.IsDir():
 		return "", fmt.Errorf("ONNX Runtime library path %s (from %s) is a directory; it must name libonnxruntime.so.1", path, from)
 	}
@@ -66,8 +66,8 @@ var env struct {
 
 // Init loads the library (resolved as LibraryPath does) and creates the ONNX
 // Runtime environment. Later calls with the same resolved path do nothing.
-func Init(libFlag string) error {
-	path, err := LibraryPath(libFlag)
+func Init(lib string) error {
+	path, err := LibraryPath(lib)
 	if err != nil {
 		return err
 	}

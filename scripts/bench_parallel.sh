@@ -8,6 +8,11 @@
 #   PyTorch DDP with gloo, 2 processes x 1 thread (scripts/bench/torch_ddp.py).
 # img/s over the global batch and peak RSS per process.
 #
+# PEER_BLAS=openblas runs both PyTorch peers with OpenBLAS (one thread per
+# thread of the process) instead of the system's reference BLAS, on which
+# PyTorch's one-thread processes run their 1x1 convolutions of batches
+# under 16 (scripts/bench/peer_blas.sh): the fair DDP figure at ResNet-50.
+#
 #   scripts/bench_parallel.sh [MODEL] [GLOBAL_BATCH] [SIZE] [ITERS] [ROUNDS]
 #       defaults: resnet50 16 224 8 2
 #
@@ -24,9 +29,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/ortrain" ./cmd/ortrain
 go build -tags mpi -o "$work/ortrain-mpi" ./cmd/ortrain
+# shellcheck source=bench/peer_blas.sh
+. scripts/bench/peer_blas.sh
+peer_blas "$work" bench_parallel
+blas1=() blas2=()
+if [ ${#peer_env[@]} -gt 0 ]; then
+  blas1=("${peer_env[@]}" OPENBLAS_NUM_THREADS=2) blas2=("${peer_env[@]}" OPENBLAS_NUM_THREADS=1)
+fi
 mpi=(mpirun -np 2 --oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
-echo "# $(date -u '+%F %H:%M') build $(git describe --always --dirty 2>/dev/null || echo unknown), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $model, global batch $batch at $size, $iters timed steps after 2 warm-up steps"
+echo "# $(date -u '+%F %H:%M') build $(git describe --always --dirty 2>/dev/null || echo unknown), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $model, global batch $batch at $size, $iters timed steps after 2 warm-up steps, PyTorch's BLAS: ${PEER_BLAS:-system}"
 runs=(ours1 ours2 torch1 ddp2)
 for r in $(seq 1 "$rounds"); do
   echo "## round $r"
@@ -34,8 +46,8 @@ for r in $(seq 1 "$rounds"); do
     case "${runs[$(((i + r - 1) % 4))]}" in
       ours1) "$work/ortrain" bench-step --model "$model" --batch "$batch" --image-size "$size" --iters "$iters" --warmup 2 ;;
       ours2) "${mpi[@]}" "$work/ortrain-mpi" bench-step --model "$model" --batch "$half" --image-size "$size" --iters "$iters" --warmup 2 --threads 1 ;;
-      torch1) /usr/bin/python3 scripts/bench/torch_train.py --arch "$model" --batch "$batch" --size "$size" --iters "$iters" --warmup 2 ;;
-      ddp2) /usr/bin/python3 scripts/bench/torch_ddp.py --arch "$model" --batch "$half" --size "$size" --iters "$iters" --warmup 2 --procs 2 --threads 1 ;;
+      torch1) ${blas1[@]+"${blas1[@]}"} /usr/bin/python3 scripts/bench/torch_train.py --arch "$model" --batch "$batch" --size "$size" --iters "$iters" --warmup 2 ;;
+      ddp2) ${blas2[@]+"${blas2[@]}"} /usr/bin/python3 scripts/bench/torch_ddp.py --arch "$model" --batch "$half" --size "$size" --iters "$iters" --warmup 2 --procs 2 --threads 1 ;;
     esac
   done
 done

@@ -14,14 +14,12 @@
 # by about a tenth and not ours (docs/results/bench/history.md), so the reported
 # comparison is the sequential one. The fp16 step is then measured alone.
 #
-# PEER_BLAS=openblas runs PyTorch with OpenBLAS (Debian's
-# libopenblas0-pthread, fetched with apt-get download into a temporary
-# directory and put first on its LD_LIBRARY_PATH; nothing is installed)
-# instead of the libblas.so.3 the system has: its fully connected layer
-# runs on that BLAS (the convolutions on oneDNN), and Debian's reference
+# PEER_BLAS=openblas runs PyTorch with OpenBLAS instead of the system's
+# libblas.so.3 (scripts/bench/peer_blas.sh): its fully connected layer runs
+# on that BLAS (the convolutions on oneDNN), and Debian's reference
 # libblas3, which setup.sh leaves in place, takes about 45 ms of its step
-# where OpenBLAS takes about 1 (docs/results/bench/history.md). PyTorch's result line
-# names the BLAS it loaded.
+# where OpenBLAS takes about 1 (docs/results/bench/history.md). PyTorch's
+# result line names the BLAS it loaded.
 #
 # Needs scripts/setup.sh first (ONNX Runtime, python3-torch).
 set -euo pipefail
@@ -45,19 +43,10 @@ num() { sed -n "s/.* \([0-9.]*\) $1.*/\1/p"; }
 ratios=()
 ours_cmd=("$work/ortrain" bench-step --model "$model" --batch "$batch" --iters "$iters" --warmup 2)
 peer_cmd=(/usr/bin/python3 scripts/bench/torch_train.py --arch "$model" --batch "$batch" --iters "$iters" --warmup 2)
-case "${PEER_BLAS:-system}" in
-  system) ;;
-  openblas)
-    (cd "$work" && apt-get download -qq libopenblas0-pthread >/dev/null 2>&1) ||
-      { echo "bench_train: apt-get download libopenblas0-pthread failed" >&2; exit 1; }
-    dpkg-deb -x "$work"/libopenblas0-pthread_*.deb "$work/openblas"
-    blasdir=$work/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread
-    [ -e "$blasdir/libblas.so.3" ] ||
-      { echo "bench_train: $blasdir/libblas.so.3 not in the downloaded libopenblas0-pthread" >&2; exit 1; }
-    peer_cmd=(env "LD_LIBRARY_PATH=$blasdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "${peer_cmd[@]}")
-    ;;
-  *) echo "bench_train: PEER_BLAS must be system or openblas, got $PEER_BLAS" >&2; exit 2 ;;
-esac
+# shellcheck source=bench/peer_blas.sh
+. scripts/bench/peer_blas.sh
+peer_blas "$work" bench_train
+peer_cmd=(${peer_env[@]+"${peer_env[@]}"} "${peer_cmd[@]}")
 # shellcheck source=bench/lockstep.sh
 . scripts/bench/lockstep.sh
 # lockstep LEADER runs ortrain and PyTorch at the same time, taking turns

@@ -30,7 +30,7 @@ func EvalPreprocessing(md map[string]string, o PreprocessOverrides) (data.EvalTr
 	}
 	var flags []string
 	if o.Mean != nil {
-		p.Mean, flags = from01(*o.Mean), append(flags, "--mean")
+		p.Mean, flags = from01(*o.Mean), append(flags, "mean")
 	}
 	if o.Std != nil {
 		for _, v := range o.Std {
@@ -38,19 +38,19 @@ func EvalPreprocessing(md map[string]string, o PreprocessOverrides) (data.EvalTr
 				return data.EvalTransform{}, "", fmt.Errorf("std %v: every value must be above 0", *o.Std)
 			}
 		}
-		p.Std, flags = from01(*o.Std), append(flags, "--std")
+		p.Std, flags = from01(*o.Std), append(flags, "std")
 	}
 	if o.CropPct != nil {
 		if !(*o.CropPct > 0 && *o.CropPct <= 1) {
 			return data.EvalTransform{}, "", fmt.Errorf("crop share %g is not in (0, 1]", *o.CropPct)
 		}
-		p.CropPct, flags = *o.CropPct, append(flags, "--crop-pct")
+		p.CropPct, flags = *o.CropPct, append(flags, "crop share")
 	}
 	if o.Interpolation != "" {
 		if p.Interpolation, err = models.ParseInterpolation(o.Interpolation); err != nil {
 			return data.EvalTransform{}, "", err
 		}
-		flags = append(flags, "--interpolation")
+		flags = append(flags, "interpolation")
 	}
 	interp, err := data.ParseInterp(p.Interpolation)
 	if err != nil {
@@ -59,13 +59,13 @@ func EvalPreprocessing(md map[string]string, o PreprocessOverrides) (data.EvalTr
 	var source string
 	switch {
 	case len(found) == 0 && len(flags) == 0:
-		source = "the model states none: ImageNet's defaults; --mean, --std, --crop-pct, --interpolation set them"
+		source = "the model states none: ImageNet's defaults"
 	case len(found) == 0:
-		source = "from " + strings.Join(flags, ", ") + "; the rest ImageNet's defaults (the model states none)"
+		source = "given: " + strings.Join(flags, ", ") + "; the rest ImageNet's defaults (the model states none)"
 	case len(flags) == 0:
 		source = "from the model's metadata"
 	default:
-		source = "from " + strings.Join(flags, ", ") + " and the model's metadata"
+		source = "given: " + strings.Join(flags, ", ") + "; the rest from the model's metadata"
 	}
 	t := data.EvalTransform{CropPct: p.CropPct, Interp: interp, Norm: data.Norm{Mean: p.Mean, Std: p.Std}}
 	return t, fmt.Sprintf("preprocessing: %s (%s)", p, source), nil

@@ -179,7 +179,7 @@ func (t *Trainer) stepOptions(rt runtime.Options) StepOptions {
 	case c.FP16:
 		t.Convolutions = "plain (the float16 step)"
 	case c.PlainConv:
-		t.Convolutions = "plain (--plain-conv)"
+		t.Convolutions = "plain (as asked)"
 	default:
 		// The blocked convolutions when this ONNX Runtime has them
 		// (NchwcBlock's probe); otherwise the portable step.

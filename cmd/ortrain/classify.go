@@ -76,6 +76,9 @@ func openClassifier(rt *rtFlags, pf *preprocessFlags, model string, size int, st
 		} else {
 			c.eval.Size = c.size
 			fmt.Fprintln(stderr, note)
+			if _, found, _ := models.PreprocessingFromMetadata(sess.Metadata); len(found) == 0 && over == (training.PreprocessOverrides{}) {
+				fmt.Fprintln(stderr, "--mean, --std, --crop-pct and --interpolation set them")
+			}
 		}
 	}
 	if err != nil {

@@ -165,7 +165,7 @@ func (f *rtFlags) options() (runtime.Options, error) {
 		config = append(config, [2]string{k, v})
 	}
 	if err := runtime.Init(f.lib); err != nil {
-		return runtime.Options{}, err
+		return runtime.Options{}, fmt.Errorf("%w (or --ort-lib PATH)", err)
 	}
 	return runtime.Options{IntraOpThreads: f.threads, InterOpThreads: f.interThreads, Parallel: f.parallel, Config: config,
 		OptLevel: f.optLevel, Provider: p, AllowCPUFallback: f.fallback}, nil

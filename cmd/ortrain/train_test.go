@@ -460,7 +460,7 @@ func TestEvalUsesModelPreprocessing(t *testing.T) {
 		t.Errorf("renormalized model's preprocessing: %q", note)
 	}
 	forced, note := eval(other, "--mean", "123.68,116.779,103.939", "--std", "58.393,57.12,57.375")
-	if forced == want || !strings.Contains(note, "from --mean, --std and the model's metadata") {
+	if forced == want || !strings.Contains(note, "given: mean, std; the rest from the model's metadata") {
 		t.Errorf("seed normalization forced on the renormalized model: %q (%q), the original %q", forced, note, want)
 	}
 	// The 0-1 scale, as timm and torchvision write it.
@@ -475,10 +475,10 @@ func TestEvalUsesModelPreprocessing(t *testing.T) {
 	if err := m.Graph.WriteFile(bare, graphgen.ModelInfo{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, note := eval(bare); !strings.Contains(note, "the model states none: ImageNet's defaults") {
+	if _, note := eval(bare); !strings.Contains(note, "the model states none: ImageNet's defaults)\n--mean, --std, --crop-pct and --interpolation set them") {
 		t.Errorf("model without metadata: %q", note)
 	}
-	if _, note := eval(bare, "--interpolation", "bicubic", "--crop-pct", "1"); !strings.Contains(note, "crop 1, bicubic (from --crop-pct, --interpolation; the rest ImageNet's defaults") {
+	if _, note := eval(bare, "--interpolation", "bicubic", "--crop-pct", "1"); !strings.Contains(note, "crop 1, bicubic (given: crop share, interpolation; the rest ImageNet's defaults") {
 		t.Errorf("model without metadata, with flags: %q", note)
 	}
 	img := filepath.Join(dir, "val", "1-trouser", "2.png")
