@@ -17,6 +17,7 @@
 # runs/parity/<trainer>-s<seed>; a finished run is not run again. The final
 # epoch of every run is appended to docs/results/parity.tsv (RESULTS
 # overrides), and scripts/parity_table.py prints the summary table.
+# JITTERS chooses the PyTorch runs (default "yiq hsv").
 #
 # The body is one block, read whole before it runs.
 {
@@ -48,7 +49,7 @@ for seed in $seeds; do
       --zero-gamma --no-bias-decay --mixup-alpha 0 --seed "$seed" --keep 0
     record "$run" ortrain yiq "$seed"
   fi
-  for jitter in yiq hsv; do
+  for jitter in ${JITTERS:-yiq hsv}; do
     run=runs/parity/torch-$jitter-s$seed
     if [ "$(done_epochs "$run")" -lt "$epochs" ]; then
       /usr/bin/python3 scripts/oracle/torch_trainer.py --data "$data" --out "$run" --arch resnet18 --image-size 64 \
