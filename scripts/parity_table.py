@@ -26,15 +26,16 @@ def main(path):
     def col(rows, key, scale=1.0):
         return [float(r[key]) * scale for r in rows]
 
-    def ms(xs):
-        sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-        return f"{statistics.mean(xs):.2f} ± {sd:.2f}"
+    def ms(xs, digits=2):
+        if len(xs) < 2:
+            return f"{xs[0]:.{digits}f}"
+        return f"{statistics.mean(xs):.{digits}f} ± {statistics.stdev(xs):.{digits}f}"
 
     print("| trainer | colour jitter | seeds | train loss | val top-1 % | val top-5 % | s/epoch |")
     print("|---|---|---|---|---|---|---|")
     for (trainer, jitter), rows in groups.items():
         seeds = ",".join(r["seed"] for r in rows)
-        print(f"| {trainer} | {jitter} | {seeds} | {ms(col(rows, 'train_loss'))} | {ms(col(rows, 'val_top1', 100))} | "
+        print(f"| {trainer} | {jitter} | {seeds} | {ms(col(rows, 'train_loss'), 4)} | {ms(col(rows, 'val_top1', 100))} | "
               f"{ms(col(rows, 'val_top5', 100))} | {statistics.mean(col(rows, 'epoch_seconds')):.0f} |")
     ours = groups.get(("ortrain", "yiq"))
     if not ours or len(ours) < 2:
