@@ -14,7 +14,9 @@
 # Recipe: resnet18 at 64x64, batch 64, lr 0.4 x 64/256 = 0.1 peak, 1 warmup
 # epoch then cosine, Nesterov 0.9, wd 1e-4, no-bias-decay, zero-gamma, label
 # smoothing 0.1 (PyTorch's uniform rule), float32, no mixup. Runs go to
-# runs/parity/<trainer>-s<seed>; a finished run is not run again. The final
+# runs/parity/<trainer>-s<seed>; a finished run is not run again, an
+# interrupted ortrain run resumes from its last checkpoint (PyTorch's
+# start over). The final
 # epoch of every run is appended to docs/results/parity.tsv (RESULTS
 # overrides), and scripts/parity_table.py prints the summary table.
 # JITTERS chooses the PyTorch runs (default "yiq hsv").
@@ -44,9 +46,13 @@ print('\t'.join(sys.argv[2:5] + [str(r['epoch']), '%.4f' % r['train_loss'], '%.4
 for seed in $seeds; do
   run=runs/parity/ortrain-s$seed
   if [ "$(done_epochs "$run")" -lt "$epochs" ]; then
-    bin/ortrain train --data "$data" --out "$run" --overwrite --model resnet18 --image-size 64 --epochs "$epochs" \
-      --batch-size 64 --lr-base 0.4 --lr-mode cosine --warmup-epochs 1 --label-smoothing 0.1 --smoothing-rule uniform \
-      --zero-gamma --no-bias-decay --mixup-alpha 0 --seed "$seed" --keep 0
+    if [ -f "$run/checkpoints/last.ckpt" ]; then
+      bin/ortrain train --resume "$run" # an interrupted run continues, bit-identically
+    else
+      bin/ortrain train --data "$data" --out "$run" --overwrite --model resnet18 --image-size 64 --epochs "$epochs" \
+        --batch-size 64 --lr-base 0.4 --lr-mode cosine --warmup-epochs 1 --label-smoothing 0.1 --smoothing-rule uniform \
+        --zero-gamma --no-bias-decay --mixup-alpha 0 --seed "$seed" --keep 0
+    fi
     record "$run" ortrain yiq "$seed"
   fi
   for jitter in ${JITTERS:-yiq hsv}; do
