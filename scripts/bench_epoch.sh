@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# End-to-end training speed: one epoch of an image folder with the parity
+# recipe (scripts/parity.sh: NAG, cosine with a warmup epoch, label
+# smoothing, zero-gamma, no-bias-decay, fp32, no mixup), in `ortrain train`
+# (its own data pipeline, default workers) and in the PyTorch reference
+# trainer scripts/oracle/torch_trainer.py (torchvision transforms,
+# DataLoader with one worker process), in one run of several rounds, who
+# goes first alternating. Prints each run's training img/s (evaluation
+# excluded) and seconds per epoch (evaluation included), then the ratio
+# of training img/s per round.
+#
+#   scripts/bench_epoch.sh [DATA] [SIZE] [BATCH] [ROUNDS] [MODEL]
+#       defaults: ../shared/data/imagenette 64 64 2 resnet18
+#
+# PEER_BLAS as in bench_train.sh (scripts/bench/peer_blas.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:-../shared/data/imagenette}
+size=${2:-64}
+batch=${3:-64}
+rounds=${4:-2}
+model=${5:-resnet18}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/ortrain" ./cmd/ortrain
+# shellcheck source=bench/peer_blas.sh
+. scripts/bench/peer_blas.sh
+peer_blas "$work" bench_epoch
+echo "# $(date -u '+%F %H:%M') build $(git describe --always --dirty 2>/dev/null || echo unknown), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $model at $size, batch $batch, one epoch of $data, PyTorch's BLAS: ${PEER_BLAS:-system}"
+# last RUN prints the training img/s and the epoch's seconds of a run folder.
+last() { python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1]+"/metrics.jsonl")][-1]; print("%.2f %.1f" % (r["train_img_per_s"], r["epoch_seconds"]))' "$1"; }
+ours() {
+  "$work/ortrain" train --data "$data" --out "$work/ours$1" --overwrite --model "$model" --image-size "$size" --epochs 1 \
+    --batch-size "$batch" --lr-base 0.4 --lr-mode cosine --warmup-epochs 1 --label-smoothing 0.1 --smoothing-rule uniform \
+    --zero-gamma --no-bias-decay --mixup-alpha 0 --seed 1 --keep 0 > "$work/ours$1.log" 2>&1 ||
+    { cat "$work/ours$1.log" >&2; exit 1; }
+  set -- "$1" $(last "$work/ours$1")
+  echo "ortrain train: $2 img/s training, $3 s for the epoch"
+  ours_ips=$2
+}
+peer() {
+  ${peer_env[@]+"${peer_env[@]}"} /usr/bin/python3 scripts/oracle/torch_trainer.py --data "$data" --out "$work/peer$1" \
+    --arch "$model" --image-size "$size" --epochs 1 --batch-size "$batch" --lr-base 0.4 --lr-mode cosine --warmup-epochs 1 \
+    --label-smoothing 0.1 --zero-gamma --no-bias-decay --jitter yiq --seed 1 --workers 1 > "$work/peer$1.log" 2>&1 ||
+    { cat "$work/peer$1.log" >&2; exit 1; }
+  set -- "$1" $(last "$work/peer$1")
+  echo "pytorch trainer (DataLoader, 1 worker): $2 img/s training, $3 s for the epoch"
+  peer_ips=$2
+}
+for r in $(seq 1 "$rounds"); do
+  echo "## round $r"
+  if [ $((r % 2)) -eq 1 ]; then ours "$r"; peer "$r"; else peer "$r"; ours "$r"; fi
+  python3 -c 'import sys; print("round %s: ortrain / PyTorch = %.3f by training img/s" % (sys.argv[1], float(sys.argv[2]) / float(sys.argv[3])))' "$r" "$ours_ips" "$peer_ips"
+done
