@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/ortrain/ortrain/internal/testutil"
 )
 
 // TestMain runs the worker instead of the tests in the processes mpirun
@@ -25,14 +27,7 @@ func TestMain(m *testing.M) {
 // their combined output; the test fails if the job does.
 func mpirun(t *testing.T, n int) string {
 	t.Helper()
-	if _, err := exec.LookPath("mpirun"); err != nil {
-		t.Fatalf("mpirun not found (scripts/setup.sh installs openmpi-bin): %v", err)
-	}
-	args := []string{"-np", fmt.Sprint(n), "--oversubscribe"}
-	if os.Geteuid() == 0 {
-		args = append(args, "--allow-run-as-root")
-	}
-	args = append(args, os.Args[0])
+	args := testutil.MPIRunArgs(t, n, os.Args[0])
 	cmd := exec.Command("mpirun", args...)
 	cmd.Env = append(os.Environ(), "ORTRAIN_MPI_WORKER=1")
 	var out bytes.Buffer

@@ -42,17 +42,7 @@ func runOrFail(t *testing.T, name string, args ...string) string {
 // differ at all.
 func closeCheckpoints(t *testing.T, a, b string, rel float64) (float64, int) {
 	t.Helper()
-	ca, err := training.ReadCheckpoint(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb, err := training.ReadCheckpoint(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ca.Meta.Step != cb.Meta.Step || ca.Meta.Epoch != cb.Meta.Epoch {
-		t.Fatalf("checkpoints at step %d/epoch %d and %d/%d", ca.Meta.Step, ca.Meta.Epoch, cb.Meta.Step, cb.Meta.Epoch)
-	}
+	ca, cb := checkpointPair(t, a, b)
 	worst, differ := 0.0, 0
 	for n, va := range ca.Tensors {
 		vb := cb.Tensors[n]
@@ -91,7 +81,7 @@ func TestMPIMatchesAccumulation(t *testing.T) {
 	for _, extra := range [][]string{nil, {"--fp16"}} {
 		root := t.TempDir()
 		two, acc := filepath.Join(root, "np2"), filepath.Join(root, "accum2")
-		runOrFail(t, "mpirun", mpirunArgs(t, 2, append([]string{bin}, dpArgs(dir, two, extra...)...)...)...)
+		runOrFail(t, "mpirun", testutil.MPIRunArgs(t, 2, append([]string{bin}, dpArgs(dir, two, extra...)...)...)...)
 		runOrFail(t, bin, dpArgs(dir, acc, append(extra, "--accum-steps", "2")...)...)
 		worst, differ := closeCheckpoints(t, filepath.Join(training.CheckpointDir(two), "last.ckpt"), filepath.Join(training.CheckpointDir(acc), "last.ckpt"), 1e-5)
 		t.Logf("%v: worst %.3g, %d values differ", extra, worst, differ)
@@ -140,8 +130,8 @@ func TestMPIKillAndResume(t *testing.T) {
 	dir := fashion(t, 8, 4)
 	root := t.TempDir()
 	straight, killed := filepath.Join(root, "straight"), filepath.Join(root, "killed")
-	runOrFail(t, "mpirun", mpirunArgs(t, 2, append([]string{bin}, dpArgs(dir, straight, "--epochs", "3")...)...)...)
-	cmd := exec.Command("mpirun", mpirunArgs(t, 2, append([]string{bin}, dpArgs(dir, killed, "--epochs", "3", "--checkpoint-every", "2")...)...)...)
+	runOrFail(t, "mpirun", testutil.MPIRunArgs(t, 2, append([]string{bin}, dpArgs(dir, straight, "--epochs", "3")...)...)...)
+	cmd := exec.Command("mpirun", testutil.MPIRunArgs(t, 2, append([]string{bin}, dpArgs(dir, killed, "--epochs", "3", "--checkpoint-every", "2")...)...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -183,7 +173,7 @@ func TestMPIKillAndResume(t *testing.T) {
 	if ck.Meta.Step%2 != 0 && ck.Meta.Batch != 0 {
 		t.Errorf("checkpoint at step %d: not one of --checkpoint-every 2's", ck.Meta.Step)
 	}
-	runOrFail(t, "mpirun", mpirunArgs(t, 2, bin, "train", "--resume", killed, "--workers", "1", "--threads", "1")...)
+	runOrFail(t, "mpirun", testutil.MPIRunArgs(t, 2, bin, "train", "--resume", killed, "--workers", "1", "--threads", "1")...)
 	if _, differ := closeCheckpoints(t, filepath.Join(training.CheckpointDir(straight), "last.ckpt"), ckpt, 0); differ > 0 {
 		t.Errorf("the resumed run ends %d values away from the uninterrupted one", differ)
 	}

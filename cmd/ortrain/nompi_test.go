@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/ortrain/ortrain/internal/testutil"
 )
 
 const buildTags = ""
@@ -15,7 +17,7 @@ const buildTags = ""
 func TestTrainUnderMPIRunWithoutMPI(t *testing.T) {
 	bin := buildCLI(t)
 	dir := fashion(t, 4, 2)
-	b, err := exec.Command("mpirun", mpirunArgs(t, 2, bin, "train", "--data", dir, "--out", t.TempDir())...).CombinedOutput()
+	b, err := exec.Command("mpirun", testutil.MPIRunArgs(t, 2, bin, "train", "--data", dir, "--out", t.TempDir())...).CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "built without MPI") || !strings.Contains(string(b), "-tags mpi") {
 		t.Fatalf("mpirun -np 2 of a build without MPI: %v\n%s", err, b)
 	}

@@ -49,19 +49,26 @@ func trainArgs(dataDir, out string) []string {
 		"--epochs", "2", "--batch-size", "16", "--recipe", "tricks", "--fp16", "--lr-base", "0.4", "--seed", "3", "--workers", "2", "--threads", "2"}
 }
 
-func sameCheckpoints(t *testing.T, a, b string) {
+// checkpointPair reads two checkpoints, which must be of the same step.
+func checkpointPair(t *testing.T, a, b string) (ca, cb *training.Checkpoint) {
 	t.Helper()
 	ca, err := training.ReadCheckpoint(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb, err := training.ReadCheckpoint(b)
+	cb, err = training.ReadCheckpoint(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ca.Meta.Step != cb.Meta.Step || ca.Meta.Epoch != cb.Meta.Epoch {
 		t.Fatalf("checkpoints at step %d/epoch %d and %d/%d", ca.Meta.Step, ca.Meta.Epoch, cb.Meta.Step, cb.Meta.Epoch)
 	}
+	return ca, cb
+}
+
+func sameCheckpoints(t *testing.T, a, b string) {
+	t.Helper()
+	ca, cb := checkpointPair(t, a, b)
 	for n, va := range ca.Tensors {
 		vb := cb.Tensors[n]
 		if len(va) != len(vb) {
@@ -496,21 +503,6 @@ func TestEvalUsesModelPreprocessing(t *testing.T) {
 		code, _, stderr := runCLI("eval", "--model", other, "--data", dir, c.flag, c.value)
 		wantOneLine(t, code, stderr, c.want)
 	}
-}
-
-// mpirunArgs are the arguments of mpirun for n processes on this machine
-// (as root it needs --allow-run-as-root; two processes on two cores may
-// need --oversubscribe).
-func mpirunArgs(t *testing.T, n int, cmd ...string) []string {
-	t.Helper()
-	if _, err := exec.LookPath("mpirun"); err != nil {
-		t.Fatalf("mpirun not found (scripts/setup.sh installs openmpi-bin): %v", err)
-	}
-	args := []string{"-np", fmt.Sprint(n), "--oversubscribe"}
-	if os.Geteuid() == 0 {
-		args = append(args, "--allow-run-as-root")
-	}
-	return append(args, cmd...)
 }
 
 // A run stopped hard (kill -9) before its first checkpoint leaves a run

@@ -7,6 +7,7 @@ package testutil
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -64,6 +65,21 @@ func WriteFloats(t testing.TB, path string, data []float32) {
 	if err := os.WriteFile(path, buf, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// MPIRunArgs are the arguments of mpirun for n processes on this machine,
+// followed by cmd (as root it needs --allow-run-as-root; two processes on
+// two cores may need --oversubscribe). The test fails without mpirun.
+func MPIRunArgs(t testing.TB, n int, cmd ...string) []string {
+	t.Helper()
+	if _, err := exec.LookPath("mpirun"); err != nil {
+		t.Fatalf("mpirun not found (scripts/setup.sh installs openmpi-bin): %v", err)
+	}
+	args := []string{"-np", fmt.Sprint(n), "--oversubscribe"}
+	if os.Geteuid() == 0 {
+		args = append(args, "--allow-run-as-root")
+	}
+	return append(args, cmd...)
 }
 
 // ReadFloats reads little-endian float32 values.
