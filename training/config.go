@@ -39,8 +39,11 @@ type Config struct {
 	MixupAlpha     float64   `json:"mixup_alpha"`
 	FP16           bool      `json:"fp16"`
 	Teacher        string    `json:"teacher,omitempty"`
-	KDTemperature  float64   `json:"kd_temperature"`
-	KDHardWeight   float64   `json:"kd_hard_weight"`
+	// Init is a weights file the run starts from instead of the random
+	// initialization (ReadWeights' formats).
+	Init          string  `json:"init,omitempty"`
+	KDTemperature float64 `json:"kd_temperature"`
+	KDHardWeight  float64 `json:"kd_hard_weight"`
 	// BadLimit is the fraction of unreadable images an epoch tolerates.
 	BadLimit float64 `json:"bad_limit"`
 	// TeacherOverlap runs the teacher on the next batch during the
@@ -94,7 +97,7 @@ func (c *Config) ApplyRecipe(name string) error {
 	*c = base
 	c.Data, c.Out, c.Model, c.ImageSize, c.Epochs, c.BatchSize = keep.Data, keep.Out, keep.Model, keep.ImageSize, keep.Epochs, keep.BatchSize
 	c.Device, c.Threads, c.Workers, c.Seed, c.Teacher, c.Opset, c.KeepLast, c.BadLimit = keep.Device, keep.Threads, keep.Workers, keep.Seed, keep.Teacher, keep.Opset, keep.KeepLast, keep.BadLimit
-	c.PlainConv, c.AccumSteps, c.Processes, c.CheckpointEvery = keep.PlainConv, keep.AccumSteps, keep.Processes, keep.CheckpointEvery
+	c.PlainConv, c.AccumSteps, c.Processes, c.CheckpointEvery, c.Init = keep.PlainConv, keep.AccumSteps, keep.Processes, keep.CheckpointEvery, keep.Init
 	c.Recipe = name
 	switch name {
 	case "baseline":

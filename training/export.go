@@ -21,6 +21,9 @@ type ExportOptions struct {
 	FoldBN bool
 	// ClassNames, when given, go into the metadata (ortrain.classes).
 	ClassNames []string
+	// Preprocessing, when given, is what the metadata states instead of
+	// ortrain's defaults (weights trained elsewhere may expect other).
+	Preprocessing *models.Preprocessing
 }
 
 // Export builds the inference graph (BatchNorm in eval mode with the running
@@ -76,6 +79,17 @@ func Export(state map[string][]float32, o ExportOptions) (*models.Model, graphge
 		return nil, graphgen.ModelInfo{}, fmt.Errorf("export %s: %w", m.Name, err)
 	}
 	meta := m.Metadata()
+	if o.Preprocessing != nil {
+		set := map[string]string{}
+		for _, kv := range o.Preprocessing.Metadata() {
+			set[kv[0]] = kv[1]
+		}
+		for i, kv := range meta {
+			if v, ok := set[kv[0]]; ok {
+				meta[i][1] = v
+			}
+		}
+	}
 	if len(o.ClassNames) > 0 {
 		if len(o.ClassNames) != m.Classes {
 			return nil, graphgen.ModelInfo{}, fmt.Errorf("export %s: %d class names for %d classes", m.Name, len(o.ClassNames), m.Classes)

@@ -28,29 +28,9 @@ func EvalPreprocessing(md map[string]string, o PreprocessOverrides) (data.EvalTr
 	if err != nil {
 		return data.EvalTransform{}, "", err
 	}
-	var flags []string
-	if o.Mean != nil {
-		p.Mean, flags = from01(*o.Mean), append(flags, "mean")
-	}
-	if o.Std != nil {
-		for _, v := range o.Std {
-			if !(v > 0) {
-				return data.EvalTransform{}, "", fmt.Errorf("std %v: every value must be above 0", *o.Std)
-			}
-		}
-		p.Std, flags = from01(*o.Std), append(flags, "std")
-	}
-	if o.CropPct != nil {
-		if !(*o.CropPct > 0 && *o.CropPct <= 1) {
-			return data.EvalTransform{}, "", fmt.Errorf("crop share %g is not in (0, 1]", *o.CropPct)
-		}
-		p.CropPct, flags = *o.CropPct, append(flags, "crop share")
-	}
-	if o.Interpolation != "" {
-		if p.Interpolation, err = models.ParseInterpolation(o.Interpolation); err != nil {
-			return data.EvalTransform{}, "", err
-		}
-		flags = append(flags, "interpolation")
+	p, flags, err := o.Apply(p)
+	if err != nil {
+		return data.EvalTransform{}, "", err
 	}
 	interp, err := data.ParseInterp(p.Interpolation)
 	if err != nil {
@@ -69,6 +49,36 @@ func EvalPreprocessing(md map[string]string, o PreprocessOverrides) (data.EvalTr
 	}
 	t := data.EvalTransform{CropPct: p.CropPct, Interp: interp, Norm: data.Norm{Mean: p.Mean, Std: p.Std}}
 	return t, fmt.Sprintf("preprocessing: %s (%s)", p, source), nil
+}
+
+// Apply is p with the overrides set, and the names of those that were.
+func (o PreprocessOverrides) Apply(p models.Preprocessing) (models.Preprocessing, []string, error) {
+	var flags []string
+	if o.Mean != nil {
+		p.Mean, flags = from01(*o.Mean), append(flags, "mean")
+	}
+	if o.Std != nil {
+		for _, v := range o.Std {
+			if !(v > 0) {
+				return p, nil, fmt.Errorf("std %v: every value must be above 0", *o.Std)
+			}
+		}
+		p.Std, flags = from01(*o.Std), append(flags, "std")
+	}
+	if o.CropPct != nil {
+		if !(*o.CropPct > 0 && *o.CropPct <= 1) {
+			return p, nil, fmt.Errorf("crop share %g is not in (0, 1]", *o.CropPct)
+		}
+		p.CropPct, flags = *o.CropPct, append(flags, "crop share")
+	}
+	if o.Interpolation != "" {
+		var err error
+		if p.Interpolation, err = models.ParseInterpolation(o.Interpolation); err != nil {
+			return p, nil, err
+		}
+		flags = append(flags, "interpolation")
+	}
+	return p, flags, nil
 }
 
 // from01 multiplies a triple by 255 when every value is below 1: a mean or

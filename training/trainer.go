@@ -203,7 +203,7 @@ func (t *Trainer) startState(resume bool) (map[string][]float32, error) {
 		t.scaler = NewLossScaler()
 	}
 	if !resume {
-		return t.step.InitialState(), nil
+		return t.initialState()
 	}
 	path := filepath.Join(CheckpointDir(c.Out), lastCheckpoint)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
@@ -234,6 +234,36 @@ func (t *Trainer) startState(resume bool) (map[string][]float32, error) {
 		}
 	}
 	return ck.Tensors, nil
+}
+
+// initialState is the model's initialization, or the weights of
+// Config.Init (with a classifier for this data's classes when theirs has
+// another count) and zero momentum.
+func (t *Trainer) initialState() (map[string][]float32, error) {
+	state := t.step.InitialState()
+	if t.Config.Init == "" {
+		return state, nil
+	}
+	ws, err := ReadWeights(t.Config.Init)
+	if err != nil {
+		return nil, err
+	}
+	c := &t.Config
+	mo := models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Seed: c.Seed, ZeroGamma: c.ZeroGamma}
+	init, note, err := FitWeights(ws, mo, true)
+	if err != nil {
+		return nil, fmt.Errorf("%s as %s: %w", t.Config.Init, t.step.Model.Name, err)
+	}
+	if note != "" {
+		fmt.Fprintf(t.Log, "note: %s\n", note)
+	}
+	for n, v := range init {
+		if _, ok := state[n]; !ok {
+			return nil, fmt.Errorf("%s: the step has no state %s", t.Config.Init, n)
+		}
+		state[n] = v
+	}
+	return state, nil
 }
 
 // makeRunFolder makes the run folder and removes temporary files of a

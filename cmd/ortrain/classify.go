@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -273,17 +274,30 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdExport(args []string, stdout, stderr io.Writer) error {
-	const synopsis = "export --checkpoint RUN/checkpoints/best.ckpt -o model.onnx [--fold-bn]"
+	const synopsis = "export --checkpoint RUN/checkpoints/best.ckpt -o model.onnx [--fold-bn] [--format onnx|safetensors]"
 	fs, help := flagSet("export")
 	ckpt := fs.String("checkpoint", "", "checkpoint file (a run's checkpoints/best.ckpt or last.ckpt)")
-	out := fs.StringP("output", "o", "", "ONNX file to write")
-	fold := fs.Bool("fold-bn", false, "fold BatchNorm into the convolutions (for serving)")
-	batch := fs.Int("batch", 0, "fixed batch size (0: dynamic)")
+	out := fs.StringP("output", "o", "", "file to write")
+	format := fs.String("format", "", "onnx (an inference model) or safetensors (the weights, named as in torchvision and timm, for PyTorch's load_state_dict); default: from -o's extension, else onnx")
+	fold := fs.Bool("fold-bn", false, "fold BatchNorm into the convolutions (for serving; onnx)")
+	batch := fs.Int("batch", 0, "fixed batch size (0: dynamic; onnx)")
 	if err := parse(fs, help, args, synopsis, stdout); err != nil {
 		return err
 	}
 	if *ckpt == "" || *out == "" {
 		return usageError{fmt.Errorf("--checkpoint and -o are required")}
+	}
+	if *format == "" {
+		*format = "onnx"
+		if strings.HasSuffix(*out, ".safetensors") {
+			*format = "safetensors"
+		}
+	}
+	if *format != "onnx" && *format != "safetensors" {
+		return usageError{fmt.Errorf("--format is onnx or safetensors, got %q", *format)}
+	}
+	if *format == "safetensors" && (*fold || *batch != 0) {
+		return usageError{fmt.Errorf("--fold-bn and --batch shape an ONNX model; safetensors holds the weights alone")}
 	}
 	ck, err := training.ReadCheckpoint(*ckpt)
 	if err != nil {
@@ -293,8 +307,16 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	if err := json.Unmarshal(ck.Meta.Config, &cfg); err != nil {
 		return fmt.Errorf("checkpoint %s: configuration: %w", *ckpt, err)
 	}
+	mo := models.Options{Name: ck.Meta.Model, Classes: len(ck.Meta.Classes), ImageSize: ck.Meta.ImageSize, Batch: *batch, Opset: cfg.Opset}
+	if *format == "safetensors" {
+		if err := exportSafetensors(ck, mo, *out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s (%s weights, %d classes, epoch %d)\n", *out, ck.Meta.Model, len(ck.Meta.Classes), ck.Meta.Epoch)
+		return nil
+	}
 	m, info, err := training.Export(ck.Tensors, training.ExportOptions{
-		Model:      models.Options{Name: ck.Meta.Model, Classes: len(ck.Meta.Classes), ImageSize: ck.Meta.ImageSize, Batch: *batch, Opset: cfg.Opset},
+		Model:      mo,
 		FoldBN:     *fold,
 		ClassNames: ck.Meta.Classes,
 	})

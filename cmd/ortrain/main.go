@@ -2,6 +2,7 @@
 //
 //	ortrain train --data DIR --recipe tricks   train, evaluate, checkpoint, export
 //	ortrain info  --model m.onnx               inputs, outputs and metadata
+//	ortrain import W.pth --model resnet50b -o m.onnx   pretrained weights as a model
 //	ortrain bench --model m.onnx --batch 16    inference throughput in ONNX Runtime
 //	ortrain bench-step --model resnet50        train-step throughput in ONNX Runtime
 //	ortrain compare -o curves.png RUN...        accuracy and curves of several runs
@@ -41,7 +42,8 @@ func commands() map[string]command {
 		"train":      {"train a model on an image folder", cmdTrain},
 		"prepare":    {"write a dataset (fashion-mnist) as an image folder", cmdPrepare},
 		"eval":       {"top-1/top-5 of any ONNX classifier on an image folder", cmdEval},
-		"export":     {"write a checkpoint as an inference model.onnx", cmdExport},
+		"export":     {"write a checkpoint as an inference model.onnx or as safetensors", cmdExport},
+		"import":     {"write torchvision, timm or other weights as an inference model.onnx", cmdImport},
 		"predict":    {"top classes of images", cmdPredict},
 		"bench":      {"measure inference throughput in ONNX Runtime", cmdBench},
 		"bench-step": {"measure train-step throughput in ONNX Runtime", cmdBenchStep},

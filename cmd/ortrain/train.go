@@ -264,6 +264,7 @@ func addTrainFlags(fs *pflag.FlagSet, cfg *training.Config) *trainFlags {
 	fs.Float64Var(&cfg.MixupAlpha, "mixup-alpha", cfg.MixupAlpha, "mixup Beta(alpha, alpha); 0 turns mixup off")
 	fs.BoolVar(&cfg.FP16, "fp16", cfg.FP16, "mixed precision: float16 compute, float32 master weights, dynamic loss scaling")
 	fs.BoolVar(&cfg.PlainConv, "plain-conv", cfg.PlainConv, "on the CPU, keep ONNX Runtime's plain convolutions: the portable step graph, without its blocked (NCHWc) 3x3 kernels (slower)")
+	fs.StringVar(&cfg.Init, "init", cfg.Init, "start from these weights (safetensors, PyTorch .pth, ONNX, or an ortrain checkpoint) instead of a random initialization; a classifier of another class count is initialized anew")
 	fs.StringVar(&cfg.Teacher, "teacher", cfg.Teacher, "distill from this ONNX classifier (frozen)")
 	fs.Float64Var(&cfg.KDTemperature, "kd-temperature", cfg.KDTemperature, "distillation temperature T")
 	fs.Float64Var(&cfg.KDHardWeight, "kd-hard-weight", cfg.KDHardWeight, "weight of the hard loss; the soft one gets 1 minus it")
@@ -293,12 +294,14 @@ func runConfig(fs *pflag.FlagSet, tf *trainFlags, cfg training.Config, stderr io
 			fmt.Fprintf(stderr, "note: %s; give --warmup-epochs to choose\n", note)
 		}
 	}
-	if cfg.Data != "" {
-		abs, err := filepath.Abs(cfg.Data)
-		if err != nil {
-			return cfg, err
+	for _, p := range []*string{&cfg.Data, &cfg.Init} {
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return cfg, err
+			}
+			*p = abs
 		}
-		cfg.Data = abs
 	}
 	if owner && !tf.overwrite {
 		if _, err := os.Stat(filepath.Join(cfg.Out, "config.json")); err == nil {

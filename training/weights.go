@@ -1,0 +1,138 @@
+package training
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/ortrain/ortrain/models"
+	"github.com/ortrain/ortrain/weights"
+)
+
+// ReadWeights reads named weights from path: a file package weights reads
+// (safetensors, PyTorch, ONNX) or an ortrain checkpoint, whose parameters
+// and running statistics it takes (not its momentum buffers).
+func ReadWeights(path string) (weights.Set, error) {
+	if !isCheckpoint(path) {
+		return weights.Read(path)
+	}
+	ck, err := ReadCheckpoint(path)
+	if err != nil {
+		return nil, err
+	}
+	s := weights.Set{}
+	for n, v := range ck.Tensors {
+		if strings.Contains(n, "/") { // momentum_buffer/..., the optimizer's
+			continue
+		}
+		s[n] = weights.Tensor{Shape: ck.Meta.Shapes[n], Data: v}
+	}
+	return s, nil
+}
+
+// isCheckpoint reports whether path starts as an ortrain checkpoint.
+func isCheckpoint(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, len(checkpointMagic))
+	_, err = io.ReadFull(f, head)
+	return err == nil && bytes.Equal(head, []byte(checkpointMagic))
+}
+
+// FitWeights checks ws against the state of the model mo describes, as
+// PyTorch's load_state_dict(strict=True) does (a *weights.MismatchError
+// otherwise), and returns that state. With reinitHead, a classifier
+// (fc.weight, fc.bias) of another class count is not an error: the
+// model's own initialization replaces it, and note says so.
+func FitWeights(ws weights.Set, mo models.Options, reinitHead bool) (state map[string][]float32, note string, err error) {
+	want, init, err := ModelState(mo)
+	if err != nil {
+		return nil, "", err
+	}
+	head := []string{"fc.weight", "fc.bias"}
+	if reinitHead && headDiffers(ws, want, head) {
+		kept := weights.Set{}
+		for n, t := range ws {
+			kept[n] = t
+		}
+		for _, n := range head {
+			delete(kept, n)
+		}
+		if err := kept.Match(without(want, head)); err != nil {
+			return nil, "", err
+		}
+		state = kept.Floats()
+		for _, n := range head {
+			state[n] = init[n]
+		}
+		from := ws[head[0]].Shape
+		return state, fmt.Sprintf("the classifier (fc) of the weights has shape %v, the model's %v: fc is initialized anew", from, want[head[0]]), nil
+	}
+	if err := ws.Match(want); err != nil {
+		return nil, "", err
+	}
+	return ws.Floats(), "", nil
+}
+
+// headDiffers reports whether the weights hold a classifier of another
+// shape, with everything else as the model's.
+func headDiffers(ws weights.Set, want map[string][]int64, head []string) bool {
+	for _, n := range head {
+		t, ok := ws[n]
+		if ok && fmt.Sprint(t.Shape) != fmt.Sprint(want[n]) {
+			return true
+		}
+	}
+	return false
+}
+
+func without(m map[string][]int64, names []string) map[string][]int64 {
+	out := make(map[string][]int64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	for _, n := range names {
+		delete(out, n)
+	}
+	return out
+}
+
+// ModelState is the shapes and the initialization of the model's
+// parameters and running statistics, by name: its state_dict as
+// torchvision and timm name it, without BatchNorm's num_batches_tracked.
+func ModelState(mo models.Options) (map[string][]int64, map[string][]float32, error) {
+	m, err := models.Build(mo)
+	if err != nil {
+		return nil, nil, err
+	}
+	shapes, init := map[string][]int64{}, map[string][]float32{}
+	for _, p := range m.Params {
+		shapes[p.Name], init[p.Name] = p.Tensor.Dims, p.Tensor.Float32
+	}
+	return shapes, init, nil
+}
+
+// WeightsOf is a state as named weights with their shapes (what
+// WriteSafetensors writes), with each BatchNorm's num_batches_tracked set
+// to steps, so that PyTorch's strict load finds every name it has.
+func WeightsOf(state map[string][]float32, shapes map[string][]int64, steps int) weights.Set {
+	s := weights.Set{}
+	names := make([]string, 0, len(shapes))
+	for n := range shapes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s[n] = weights.Tensor{Shape: shapes[n], Data: state[n]}
+		if bn, ok := strings.CutSuffix(n, ".running_mean"); ok {
+			s[bn+".num_batches_tracked"] = weights.Tensor{Shape: []int64{}, Int: []int64{int64(steps)}}
+		}
+	}
+	return s
+}
