@@ -14,12 +14,15 @@ import (
 
 // setupEval builds the evaluation graph: the same network with BatchNorm in
 // inference mode, reading the parameters and statistics straight from the
-// stepper's state tensors.
+// stepper's state tensors (the frozen ones are its constants).
 func (t *Trainer) setupEval(rt runtime.Options) error {
 	c := &t.Config
 	var names []string
 	mo := models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Opset: c.Opset,
 		Param: func(g *graphgen.Graph, name string, kind models.ParamKind, tt *graphgen.Tensor) *graphgen.Value {
+			if v, ok := t.step.Options.Frozen[name]; ok {
+				return g.Initializer(name, graphgen.FloatTensor(tt.Dims, v))
+			}
 			names = append(names, name)
 			return g.Input(name, graphgen.Float, tt.Shape())
 		}}

@@ -43,6 +43,13 @@ type StepOptions struct {
 	// operators that every provider runs and that `graphgen train-step`
 	// writes.
 	NchwcBlock int64
+	// Frozen are parameters and running statistics held fixed, by name,
+	// with their values: they enter the graph as constants (initializers),
+	// so the step computes no gradient for them, carries no momentum and
+	// updates nothing; a BatchNorm whose running statistics are frozen runs
+	// in inference mode on them (fine-tuning's --freeze-bn and
+	// --freeze-backbone).
+	Frozen map[string][]float32
 }
 
 // Names of the step's non-parameter inputs and outputs.
@@ -144,7 +151,9 @@ func (s *Step) SetDefaults() {
 		byName[in.Name] = in
 	}
 	for _, p := range s.Model.Params {
-		s.Graph.SetDefault(byName[p.Name], p.Tensor)
+		if in, ok := byName[p.Name]; ok { // frozen ones are constants already
+			s.Graph.SetDefault(in, p.Tensor)
+		}
 	}
 }
 

@@ -59,6 +59,9 @@ func (b *stepBuilder) forward() error {
 	mo.ComputeType = b.compute
 	s := &Step{Options: b.o}
 	mo.Param = func(g *graphgen.Graph, name string, kind models.ParamKind, t *graphgen.Tensor) *graphgen.Value {
+		if v, ok := b.o.Frozen[name]; ok {
+			return b.frozen(g, name, kind, t, v)
+		}
 		v := g.Input(name, graphgen.Float, t.Shape())
 		b.inputs[name] = v
 		st := StateTensor{Name: name, Kind: kind, Shape: append([]int64{}, t.Dims...)}
@@ -90,10 +93,29 @@ func (b *stepBuilder) forward() error {
 	return nil
 }
 
+// frozen makes a frozen tensor (StepOptions.Frozen) a constant of the
+// graph, in the compute type where the network computes with it.
+func (b *stepBuilder) frozen(g *graphgen.Graph, name string, kind models.ParamKind, t *graphgen.Tensor, v []float32) *graphgen.Value {
+	if int64(len(v)) != t.NumElements() {
+		g.Failf("frozen %s: %d values, the model wants %d", name, len(v), t.NumElements())
+		return g.Initializer(name, t)
+	}
+	ft := graphgen.FloatTensor(t.Dims, append([]float32{}, v...))
+	switch kind {
+	case models.BNGamma, models.BNBeta, models.BNMean, models.BNVar:
+		return g.Initializer(name, ft) // BatchNorm runs in float32
+	}
+	return g.Initializer(name, models.CastTensor(ft, b.compute))
+}
+
 // batchNorm is BatchNorm on the batch's statistics, in float32, recorded
-// for the running statistics.
+// for the running statistics; or, when its running statistics are frozen,
+// BatchNorm in inference mode on them.
 func (b *stepBuilder) batchNorm(g *graphgen.Graph, name string, x, scale, bias, mean, variance *graphgen.Value, eps float32) *graphgen.Value {
 	x32 := g.Cast(x, graphgen.Float)
+	if _, ok := b.o.Frozen[name+".running_mean"]; ok {
+		return g.Cast(g.BatchNorm(x32, scale, bias, mean, variance, eps), x.DType)
+	}
 	// The shift of the one-pass batch statistics: the first image's mean
 	// is near the batch mean from the first step on, which keeps the
 	// variance precise. In float32 it is estimated from the Conv's input,

@@ -89,11 +89,14 @@ func (s *Step) StateShapes() map[string][]int64 {
 }
 
 // InitialState is the model's initialization: parameters and running
-// statistics as the models package drew them, zero momentum buffers.
+// statistics as the models package drew them (but the frozen ones, which
+// are the graph's), zero momentum buffers.
 func (s *Step) InitialState() map[string][]float32 {
 	out := map[string][]float32{}
 	for _, p := range s.Model.Params {
-		out[p.Name] = append([]float32{}, p.Tensor.Float32...)
+		if _, frozen := s.Options.Frozen[p.Name]; !frozen {
+			out[p.Name] = append([]float32{}, p.Tensor.Float32...)
+		}
 	}
 	for _, p := range s.Params {
 		out[MomentumName(p.Name)] = make([]float32, len(out[p.Name]))

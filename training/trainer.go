@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -67,8 +66,11 @@ type Trainer struct {
 	hist       []EpochRecord
 	meta       CheckpointMeta
 	classes    int
-	done       int   // steps run by this process (for StopAfter)
-	labels     []int // scratch: the labels of the batch being stepped
+	// shapes and init are the model's state_dict: shapes and initialization.
+	shapes map[string][]int64
+	init   map[string][]float32
+	done   int   // steps run by this process (for StopAfter)
+	labels []int // scratch: the labels of the batch being stepped
 }
 
 // checkpoint file names in <out>/checkpoints/.
@@ -103,12 +105,16 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 		return fmt.Errorf("dataset %s: %d training images, fewer than one step of %d (%d processes x %d micro-batches of %d)",
 			c.Data, len(t.train.Samples), c.GlobalBatch(), c.Processes, c.AccumSteps, c.BatchSize)
 	}
+	full, ck, err := t.startState(resume)
+	if err != nil {
+		return err
+	}
 	so := t.stepOptions(rt)
-	var err error
+	so.Frozen = t.frozenPart(full)
 	if t.step, err = BuildStep(so); err != nil {
 		return err
 	}
-	state, err := t.startState(resume)
+	state, err := t.resumeFrom(ck, full)
 	if err != nil {
 		return err
 	}
@@ -193,79 +199,6 @@ func (t *Trainer) stepOptions(rt runtime.Options) StepOptions {
 	return so
 }
 
-// startState is the state the run starts from: the model's initialization,
-// or the last checkpoint's (with its metadata, loss scale and history) when
-// resuming.
-func (t *Trainer) startState(resume bool) (map[string][]float32, error) {
-	c := &t.Config
-	t.meta = CheckpointMeta{Model: t.step.Model.Name, Classes: t.train.Classes, ImageSize: c.ImageSize, BestTop1: -1}
-	if c.FP16 {
-		t.scaler = NewLossScaler()
-	}
-	if !resume {
-		return t.initialState()
-	}
-	path := filepath.Join(CheckpointDir(c.Out), lastCheckpoint)
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		// Stopped hard before its first checkpoint: nothing of the run is
-		// kept but its configuration, so it starts over.
-		fmt.Fprintf(t.Log, "note: %s has no checkpoint yet (the run stopped before its first); starting it from the beginning\n", c.Out)
-		return t.step.InitialState(), nil
-	}
-	ck, err := ReadCheckpoint(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := t.compatible(ck); err != nil {
-		return nil, err
-	}
-	t.meta = ck.Meta
-	if c.FP16 && ck.Meta.Scaler != nil {
-		s := *ck.Meta.Scaler
-		t.scaler = &s
-	}
-	hist, err := ReadMetrics(c.Out)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range hist {
-		if r.Epoch <= t.meta.Epoch {
-			t.hist = append(t.hist, r)
-		}
-	}
-	return ck.Tensors, nil
-}
-
-// initialState is the model's initialization, or the weights of
-// Config.Init (with a classifier for this data's classes when theirs has
-// another count) and zero momentum.
-func (t *Trainer) initialState() (map[string][]float32, error) {
-	state := t.step.InitialState()
-	if t.Config.Init == "" {
-		return state, nil
-	}
-	ws, err := ReadWeights(t.Config.Init)
-	if err != nil {
-		return nil, err
-	}
-	c := &t.Config
-	mo := models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Seed: c.Seed, ZeroGamma: c.ZeroGamma}
-	init, note, err := FitWeights(ws, mo, true)
-	if err != nil {
-		return nil, fmt.Errorf("%s as %s: %w", t.Config.Init, t.step.Model.Name, err)
-	}
-	if note != "" {
-		fmt.Fprintf(t.Log, "note: %s\n", note)
-	}
-	for n, v := range init {
-		if _, ok := state[n]; !ok {
-			return nil, fmt.Errorf("%s: the step has no state %s", t.Config.Init, n)
-		}
-		state[n] = v
-	}
-	return state, nil
-}
-
 // makeRunFolder makes the run folder and removes temporary files of a
 // checkpoint write that a crash interrupted.
 func (t *Trainer) makeRunFolder() error {
@@ -276,29 +209,6 @@ func (t *Trainer) makeRunFolder() error {
 	stale, _ := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
 	for _, f := range stale {
 		os.Remove(f)
-	}
-	return nil
-}
-
-// compatible checks that a checkpoint belongs to this model and data.
-func (t *Trainer) compatible(ck *Checkpoint) error {
-	if ck.Meta.Model != t.step.Model.Name {
-		return fmt.Errorf("checkpoint is of %s, the run trains %s", ck.Meta.Model, t.step.Model.Name)
-	}
-	if len(ck.Meta.Classes) != t.classes {
-		return fmt.Errorf("checkpoint has %d classes, the data %d", len(ck.Meta.Classes), t.classes)
-	}
-	for i, c := range ck.Meta.Classes {
-		if c != t.train.Classes[i] {
-			return fmt.Errorf("checkpoint class %d is %q, the data's is %q", i, c, t.train.Classes[i])
-		}
-	}
-	shapes := t.step.StateShapes()
-	for n, s := range shapes {
-		got, ok := ck.Meta.Shapes[n]
-		if !ok || fmt.Sprint(got) != fmt.Sprint(s) {
-			return fmt.Errorf("checkpoint tensor %s has shape %v, the model wants %v", n, got, s)
-		}
 	}
 	return nil
 }
@@ -692,7 +602,7 @@ func (t *Trainer) saveCheckpoint(name string) error {
 		return err
 	}
 	t.meta.Config = cfg
-	t.meta.Shapes = t.step.StateShapes()
+	t.meta.Shapes = t.stateShapes()
 	if t.scaler != nil {
 		s := *t.scaler
 		t.meta.Scaler = &s
@@ -700,7 +610,7 @@ func (t *Trainer) saveCheckpoint(name string) error {
 	if t.comm.Rank() != 0 {
 		return nil // every process holds the same state; rank 0 writes it
 	}
-	return WriteCheckpoint(filepath.Join(CheckpointDir(t.Config.Out), name), &Checkpoint{Meta: t.meta, Tensors: t.run.Snapshot()})
+	return WriteCheckpoint(filepath.Join(CheckpointDir(t.Config.Out), name), &Checkpoint{Meta: t.meta, Tensors: t.fullState()})
 }
 
 // exportFinal writes model.onnx: the inference graph with the final weights
@@ -710,7 +620,7 @@ func (t *Trainer) exportFinal() error {
 	if t.comm.Rank() != 0 {
 		return nil
 	}
-	m, info, err := Export(t.run.Snapshot(), ExportOptions{
+	m, info, err := Export(t.fullState(), ExportOptions{
 		Model:      models.Options{Name: c.Model, Classes: t.classes, ImageSize: c.ImageSize, Opset: c.Opset},
 		ClassNames: t.train.Classes})
 	if err != nil {

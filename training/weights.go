@@ -55,6 +55,22 @@ func FitWeights(ws weights.Set, mo models.Options, reinitHead bool) (state map[s
 	if err != nil {
 		return nil, "", err
 	}
+	state, note, err = fitWeights(ws, want, init, reinitHead)
+	if err == nil && originalBottleneck(mo.Name) {
+		note = strings.TrimPrefix(note+"; ", "; ") + mo.Name + " is the original ResNet (stride 2 on the first 1x1 convolution): weights of torchvision's or timm's resnet" +
+			strings.TrimPrefix(mo.Name, "resnet") + " fit it by name and shape but were trained as " + mo.Name + "b"
+	}
+	return state, note, err
+}
+
+// originalBottleneck reports whether name is an original (not B, C or D)
+// bottleneck ResNet, whose tensors are named and shaped as ResNet-B's.
+func originalBottleneck(name string) bool {
+	depth, variant, err := models.ParseName(name)
+	return err == nil && variant == "" && depth >= 50
+}
+
+func fitWeights(ws weights.Set, want map[string][]int64, init map[string][]float32, reinitHead bool) (map[string][]float32, string, error) {
 	head := []string{"fc.weight", "fc.bias"}
 	if reinitHead && headDiffers(ws, want, head) {
 		kept := weights.Set{}
@@ -67,7 +83,7 @@ func FitWeights(ws weights.Set, mo models.Options, reinitHead bool) (state map[s
 		if err := kept.Match(without(want, head)); err != nil {
 			return nil, "", err
 		}
-		state = kept.Floats()
+		state := kept.Floats()
 		for _, n := range head {
 			state[n] = init[n]
 		}

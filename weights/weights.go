@@ -135,7 +135,11 @@ func read(path string) (Set, error) {
 	head := make([]byte, 16)
 	n, _ := io.ReadFull(f, head)
 	var s Set
-	switch Sniff(head[:n]) {
+	format := Sniff(head[:n])
+	if format == "" && strings.HasSuffix(strings.ToLower(path), ".onnx") {
+		format = ONNX // a ModelProto whose first field is not ir_version
+	}
+	switch format {
 	case Safetensors:
 		s, err = readSafetensors(f, st.Size())
 	case PyTorch:

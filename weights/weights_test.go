@@ -231,3 +231,17 @@ func TestStripModulePrefix(t *testing.T) {
 		t.Errorf("got %v", s.Names())
 	}
 }
+
+func TestPyTorchRoundTrip(t *testing.T) {
+	s := sample()
+	s["big.count"] = Tensor{Shape: []int64{1}, Int: []int64{1 << 40}}
+	p := filepath.Join(t.TempDir(), "w.pth")
+	if err := WritePyTorch(p, s); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Read(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameSet(t, got, s)
+}

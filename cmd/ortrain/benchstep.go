@@ -29,6 +29,8 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	plainConv := fs.Bool("plain-conv", false, "on the CPU, keep ONNX Runtime's plain convolutions: the portable step graph, without its blocked (NCHWc) 3x3 kernels")
 	turnIn := fs.String("turn-in", "", "lockstep with another process (benchmarks): before each step, wait for a byte on this FIFO")
 	turnOut := fs.String("turn-out", "", "lockstep: after each step, write a byte to this FIFO")
+	freezeBackbone := fs.Bool("freeze-backbone", false, "the step of a run with --freeze-backbone: gradients for the classifier alone")
+	freezeBN := fs.Bool("freeze-bn", false, "the step of a run with --freeze-bn: BatchNorm on fixed running statistics")
 	accum := fs.Int("accum-steps", 1, "micro-batches of --batch per step on each process (the split step; under mpirun it is always split)")
 	rt := addRuntimeFlags(fs)
 	if err := parse(fs, help, args, synopsis, stdout); err != nil {
@@ -54,6 +56,13 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	so := training.StepOptions{
 		Model: models.Options{Name: *model, Classes: *classes, ImageSize: *size, Batch: *batch, ZeroGamma: true},
 		FP16:  *fp16, NoBiasDecay: true,
+	}
+	if *freezeBackbone || *freezeBN {
+		shapes, init, err := training.ModelState(so.Model)
+		if err != nil {
+			return usageError{err}
+		}
+		so.Frozen = training.FrozenState(init, shapes, *freezeBackbone, *freezeBN)
 	}
 	if opts.Provider.CPU() && !*plainConv && !*fp16 {
 		var perr error
@@ -86,6 +95,11 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	}
 	if so.NchwcBlock > 0 {
 		kind += fmt.Sprintf(", blocked 3x3 convolutions (NCHWc, block %d)", so.NchwcBlock)
+	}
+	if *freezeBackbone {
+		kind += ", backbone frozen"
+	} else if *freezeBN {
+		kind += ", BatchNorm frozen"
 	}
 	global := *batch * *accum * comm.Size()
 	extra := ""

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -278,7 +277,7 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	fs, help := flagSet("export")
 	ckpt := fs.String("checkpoint", "", "checkpoint file (a run's checkpoints/best.ckpt or last.ckpt)")
 	out := fs.StringP("output", "o", "", "file to write")
-	format := fs.String("format", "", "onnx (an inference model) or safetensors (the weights, named as in torchvision and timm, for PyTorch's load_state_dict); default: from -o's extension, else onnx")
+	format := fs.String("format", "", "onnx (an inference model), or safetensors or pth (the weights, named as in torchvision and timm, for PyTorch's load_state_dict); default: from -o's extension, else onnx")
 	fold := fs.Bool("fold-bn", false, "fold BatchNorm into the convolutions (for serving; onnx)")
 	batch := fs.Int("batch", 0, "fixed batch size (0: dynamic; onnx)")
 	if err := parse(fs, help, args, synopsis, stdout); err != nil {
@@ -288,16 +287,13 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("--checkpoint and -o are required")}
 	}
 	if *format == "" {
-		*format = "onnx"
-		if strings.HasSuffix(*out, ".safetensors") {
-			*format = "safetensors"
-		}
+		*format = formatOf(*out)
 	}
-	if *format != "onnx" && *format != "safetensors" {
-		return usageError{fmt.Errorf("--format is onnx or safetensors, got %q", *format)}
+	if *format != "onnx" && *format != "safetensors" && *format != "pth" {
+		return usageError{fmt.Errorf("--format is onnx, safetensors or pth, got %q", *format)}
 	}
-	if *format == "safetensors" && (*fold || *batch != 0) {
-		return usageError{fmt.Errorf("--fold-bn and --batch shape an ONNX model; safetensors holds the weights alone")}
+	if *format != "onnx" && (*fold || *batch != 0) {
+		return usageError{fmt.Errorf("--fold-bn and --batch shape an ONNX model; %s holds the weights alone", *format)}
 	}
 	ck, err := training.ReadCheckpoint(*ckpt)
 	if err != nil {
@@ -308,8 +304,8 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("checkpoint %s: configuration: %w", *ckpt, err)
 	}
 	mo := models.Options{Name: ck.Meta.Model, Classes: len(ck.Meta.Classes), ImageSize: ck.Meta.ImageSize, Batch: *batch, Opset: cfg.Opset}
-	if *format == "safetensors" {
-		if err := exportSafetensors(ck, mo, *out); err != nil {
+	if *format != "onnx" {
+		if err := exportWeights(ck, mo, *out, *format); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "wrote %s (%s weights, %d classes, epoch %d)\n", *out, ck.Meta.Model, len(ck.Meta.Classes), ck.Meta.Epoch)

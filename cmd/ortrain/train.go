@@ -126,7 +126,7 @@ func (e interruptedError) Error() string {
 }
 
 func cmdTrain(args []string, stdout, stderr io.Writer) error {
-	const synopsis = "train --data DIR [--model resnet50d] [--recipe baseline|efficient|tricks] [flags]"
+	const synopsis = "train --data DIR [--model resnet50d] [--recipe baseline|efficient|tricks|finetune] [flags]"
 	cfg := training.DefaultConfig()
 	r, err := recipeFromArgs(args)
 	if err != nil {
@@ -244,7 +244,7 @@ func addTrainFlags(fs *pflag.FlagSet, cfg *training.Config) *trainFlags {
 	fs.StringVar(&cfg.Out, "out", cfg.Out, "run folder: config, metrics, plots, checkpoints, model.onnx")
 	fs.StringVar(&tf.resume, "resume", "", "continue the run in this folder from its last checkpoint")
 	fs.BoolVar(&tf.overwrite, "overwrite", false, "start a new run in --out even if it holds one (its checkpoints are replaced)")
-	fs.StringVar(&cfg.Recipe, "recipe", cfg.Recipe, "paper settings: baseline, efficient or tricks (flags given override them)")
+	fs.StringVar(&cfg.Recipe, "recipe", cfg.Recipe, "settings: the paper's baseline, efficient or tricks, or finetune (from --init weights); flags given override them")
 	fs.StringVar(&cfg.Model, "model", cfg.Model, "network (see graphgen --list)")
 	fs.IntVar(&cfg.ImageSize, "image-size", cfg.ImageSize, "training and evaluation crop size")
 	fs.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "epochs")
@@ -265,6 +265,8 @@ func addTrainFlags(fs *pflag.FlagSet, cfg *training.Config) *trainFlags {
 	fs.BoolVar(&cfg.FP16, "fp16", cfg.FP16, "mixed precision: float16 compute, float32 master weights, dynamic loss scaling")
 	fs.BoolVar(&cfg.PlainConv, "plain-conv", cfg.PlainConv, "on the CPU, keep ONNX Runtime's plain convolutions: the portable step graph, without its blocked (NCHWc) 3x3 kernels (slower)")
 	fs.StringVar(&cfg.Init, "init", cfg.Init, "start from these weights (safetensors, PyTorch .pth, ONNX, or an ortrain checkpoint) instead of a random initialization; a classifier of another class count is initialized anew")
+	fs.BoolVar(&cfg.FreezeBackbone, "freeze-backbone", cfg.FreezeBackbone, "train the classifier (fc) alone: every other weight and statistic held fixed, BatchNorm in inference mode")
+	fs.BoolVar(&cfg.FreezeBN, "freeze-bn", cfg.FreezeBN, "BatchNorm normalizes by its running statistics, which stay fixed (gamma and beta still train)")
 	fs.StringVar(&cfg.Teacher, "teacher", cfg.Teacher, "distill from this ONNX classifier (frozen)")
 	fs.Float64Var(&cfg.KDTemperature, "kd-temperature", cfg.KDTemperature, "distillation temperature T")
 	fs.Float64Var(&cfg.KDHardWeight, "kd-hard-weight", cfg.KDHardWeight, "weight of the hard loss; the soft one gets 1 minus it")

@@ -58,9 +58,12 @@ func cmdImport(args []string, stdout, stderr io.Writer) error {
 		k = classesOf(ws)
 	}
 	mo := models.Options{Name: *model, Classes: k, ImageSize: *size, Batch: *batch}
-	state, _, err := training.FitWeights(ws, mo, false)
+	state, note, err := training.FitWeights(ws, mo, false)
 	if err != nil {
 		return fmt.Errorf("%s as %s: %w", path, *model, err)
+	}
+	if note != "" {
+		fmt.Fprintf(stderr, "note: %s\n", note)
 	}
 	m, info, err := training.Export(state, training.ExportOptions{Model: mo, FoldBN: *fold, ClassNames: names, Preprocessing: &pre})
 	if err != nil {
@@ -97,10 +100,22 @@ func readLines(path string) ([]string, error) {
 	return lines, nil
 }
 
-// exportSafetensors writes a checkpoint's parameters and running
-// statistics as safetensors with torchvision's and timm's names, for
-// PyTorch's load_state_dict(strict=True).
-func exportSafetensors(ck *training.Checkpoint, mo models.Options, out string) error {
+// formatOf is the export format a file name asks for: safetensors or pth
+// by extension, onnx otherwise.
+func formatOf(path string) string {
+	switch {
+	case strings.HasSuffix(path, ".safetensors"):
+		return "safetensors"
+	case strings.HasSuffix(path, ".pth"), strings.HasSuffix(path, ".pt"):
+		return "pth"
+	}
+	return "onnx"
+}
+
+// exportWeights writes a checkpoint's parameters and running statistics
+// with torchvision's and timm's names, as safetensors or as a PyTorch
+// state_dict file, for PyTorch's load_state_dict(strict=True).
+func exportWeights(ck *training.Checkpoint, mo models.Options, out, format string) error {
 	shapes, _, err := training.ModelState(mo)
 	if err != nil {
 		return err
@@ -108,6 +123,9 @@ func exportSafetensors(ck *training.Checkpoint, mo models.Options, out string) e
 	ws := training.WeightsOf(ck.Tensors, shapes, ck.Meta.Step)
 	if err := ws.Match(shapes); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if format == "pth" {
+		return weights.WritePyTorch(out, ws)
 	}
 	classes, _ := json.Marshal(ck.Meta.Classes)
 	meta := map[string]string{"format": "pt", models.MetaArchitecture: mo.Name, models.MetaClasses: string(classes)}

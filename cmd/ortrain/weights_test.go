@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -24,6 +26,15 @@ func torchLogits(t *testing.T, arch, weightsFile string, classes, n, size int, x
 	testutil.RunOracle(t, "weights_torch.py", "logits", "--arch", arch, "--classes", strconv.Itoa(classes), "--weights", weightsFile,
 		"--input", in, "--shape", strconv.Itoa(n)+",3,"+strconv.Itoa(size)+","+strconv.Itoa(size), "--out", out)
 	return testutil.ReadFloats(t, out)
+}
+
+// torchWeights saves random, BatchNorm-perturbed weights of arch with
+// torch.save (weights_torch.py save) and returns the file.
+func torchWeights(t *testing.T, arch string, classes, seed int) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), arch+".pth")
+	testutil.RunOracle(t, "weights_torch.py", "save", "--arch", arch, "--classes", strconv.Itoa(classes), "--seed", strconv.Itoa(seed), "--out", p)
+	return p
 }
 
 // ortLogits runs an ONNX model file in ONNX Runtime on x.
@@ -112,16 +123,15 @@ func TestReadWrappedStateDicts(t *testing.T) {
 	}
 }
 
-// A trained checkpoint exported as safetensors loads into the PyTorch
-// module with strict=True and gives the exported ONNX model's logits; the
+// A trained checkpoint exported as safetensors and as a .pth file loads
+// into the PyTorch module with strict=True and gives the exported ONNX model's logits; the
 // run started from PyTorch weights of another class count (--init), whose
 // classifier it initialized anew.
 func TestInitAndExportSafetensors(t *testing.T) {
 	testutil.InitORT(t)
 	dir := fashion(t, 40, 20)
 	tmp := t.TempDir()
-	pth := filepath.Join(tmp, "c5.pth")
-	testutil.RunOracle(t, "weights_torch.py", "save", "--arch", "resnet18d", "--classes", "5", "--seed", "2", "--out", pth)
+	pth := torchWeights(t, "resnet18d", 5, 2)
 	out := filepath.Join(tmp, "run")
 	code, stdout, stderr := runCLI("train", "--data", dir, "--out", out, "--model", "resnet18d", "--image-size", "32", "--epochs", "1",
 		"--batch-size", "20", "--lr", "1e-5", "--init", pth, "--seed", "1")
@@ -142,8 +152,8 @@ func TestInitAndExportSafetensors(t *testing.T) {
 	}
 
 	last := filepath.Join(out, "checkpoints", "last.ckpt")
-	st, onnx := filepath.Join(tmp, "w.safetensors"), filepath.Join(tmp, "w.onnx")
-	for _, args := range [][]string{{"--format", "safetensors", "-o", st}, {"-o", onnx}} {
+	st, pt, onnx := filepath.Join(tmp, "w.safetensors"), filepath.Join(tmp, "w.pth"), filepath.Join(tmp, "w.onnx")
+	for _, args := range [][]string{{"--format", "safetensors", "-o", st}, {"-o", pt}, {"-o", onnx}} {
 		if code, stdout, stderr := runCLI(append([]string{"export", "--checkpoint", last}, args...)...); code != 0 {
 			t.Fatalf("export %v: exit %d\n%s%s", args, code, stdout, stderr)
 		}
@@ -151,12 +161,14 @@ func TestInitAndExportSafetensors(t *testing.T) {
 	const n, size = 3, 32
 	x := randomImages(n, size, 9)
 	want := ortLogits(t, onnx, n, size, x)
-	got := torchLogits(t, "resnet18d", st, 10, n, size, x)
-	if e := testutil.RelErr(got, want); !(e < 1e-4) {
-		t.Errorf("PyTorch with the exported safetensors: logits %.2g relative from the ONNX model's", e)
+	for _, f := range []string{st, pt} {
+		got := torchLogits(t, "resnet18d", f, 10, n, size, x)
+		if e := testutil.RelErr(got, want); !(e < 1e-4) {
+			t.Errorf("PyTorch with the exported %s: logits %.2g relative from the ONNX model's", filepath.Base(f), e)
+		}
 	}
 	// Our own exports read back as weights too.
-	for _, f := range []string{st, onnx, last} {
+	for _, f := range []string{st, pt, onnx, last} {
 		if _, err := training.ReadWeights(f); err != nil {
 			t.Errorf("read back %s: %v", f, err)
 		}
@@ -215,6 +227,70 @@ func mustRead(t *testing.T, p string) []byte {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return b
+}
+
+// --freeze-backbone trains the classifier alone: every other tensor of
+// the checkpoint is bit-identical to the --init weights, and the
+// classifier moved. --freeze-bn holds the running statistics alone.
+func TestFreeze(t *testing.T) {
+	testutil.InitORT(t)
+	dir := fashion(t, 40, 20)
+	tmp := t.TempDir()
+	pth := torchWeights(t, "resnet18d", 10, 4)
+	src, err := weights.Read(pth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		flag   string
+		frozen func(name string) bool
+	}{
+		{"--freeze-backbone", func(n string) bool { return !strings.HasPrefix(n, "fc.") }},
+		{"--freeze-bn", func(n string) bool {
+			return strings.HasSuffix(n, ".running_mean") || strings.HasSuffix(n, ".running_var")
+		}},
+	} {
+		out := filepath.Join(tmp, c.flag)
+		code, stdout, stderr := runCLI("train", "--data", dir, "--out", out, "--model", "resnet18d", "--image-size", "32", "--epochs", "2",
+			"--batch-size", "20", "--lr", "0.05", "--init", pth, c.flag, "--seed", "1")
+		if code != 0 {
+			t.Fatalf("train %s: exit %d\n%s%s", c.flag, code, stdout, stderr)
+		}
+		ck, err := training.ReadCheckpoint(filepath.Join(out, "checkpoints", "last.ckpt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var frozen, moved int
+		for name, want := range src.Floats() {
+			got, ok := ck.Tensors[name]
+			if !ok {
+				t.Fatalf("%s: checkpoint lacks %s", c.flag, name)
+			}
+			same := bytes.Equal(floatBytes(got), floatBytes(want))
+			switch {
+			case c.frozen(name) && !same:
+				t.Errorf("%s: frozen %s changed", c.flag, name)
+			case c.frozen(name):
+				frozen++
+			case !same:
+				moved++
+			}
+			if _, ok := ck.Tensors[training.MomentumName(name)]; ok && c.frozen(name) {
+				t.Errorf("%s: frozen %s has a momentum buffer", c.flag, name)
+			}
+		}
+		if frozen == 0 || moved == 0 {
+			t.Errorf("%s: %d frozen tensors unchanged, %d trained ones moved", c.flag, frozen, moved)
+		}
+	}
+}
+
+func floatBytes(v []float32) []byte {
+	b := make([]byte, 0, 4*len(v))
+	for _, x := range v {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
 	}
 	return b
 }
