@@ -12,7 +12,7 @@
 #       defaults: ../shared/data/imagenette "1 2" 30
 #
 # The first 6 classes (sorted) are pretrained on once (all their images,
-# 64x64, ResNet-18-D, 16 epochs, the tricks recipe without mixup, seed 1);
+# 64x64, ResNet-18-D, 10 epochs, the tricks recipe without mixup, seed 1);
 # the other
 # classes get SHOTS training images each (the first ones, sorted) and all
 # their validation images. Subsets are folders of symbolic links under
@@ -59,7 +59,7 @@ print('\t'.join(sys.argv[2:5] + [str(r['epoch']), '%.4f' % r['val_top1'], '%.4f'
 common=(--model resnet18d --image-size 64 --workers 2)
 p=$root/pretrain
 if ! done_run "$p"; then
-  bin/ortrain train --data "$pre" --out "$p" --overwrite "${common[@]}" --epochs 16 --batch-size 64 --recipe tricks \
+  bin/ortrain train --data "$pre" --out "$p" --overwrite "${common[@]}" --epochs 10 --batch-size 64 --recipe tricks \
     --mixup-alpha 0 --lr-base 0.4 --seed 1
   record "$p" pretrain 1 all
 fi

@@ -177,6 +177,8 @@ func TestInitAndExportSafetensors(t *testing.T) {
 
 // Weights that are not, or not of this network: one line, exit != 0,
 // nothing written (an existing output stays as it was), no run folder.
+// A pickle whose __reduce__ would run a command in Python is refused, and
+// the command does not run.
 func TestWeightsBadInput(t *testing.T) {
 	testutil.InitORT(t)
 	tmp := t.TempDir()
@@ -188,9 +190,10 @@ func TestWeightsBadInput(t *testing.T) {
 		os.WriteFile(p, content, 0o644)
 		return p
 	}
+	marker := filepath.Join(tmp, "payload-ran")
 	odd := func(kind string) string {
 		p := filepath.Join(tmp, kind+".pth")
-		testutil.RunOracle(t, "weights_torch.py", "odd", "--kind", kind, "--out", p)
+		testutil.RunOracle(t, "weights_torch.py", "odd", "--kind", kind, "--out", p, "--marker", marker)
 		return p
 	}
 	cases := []struct{ file, model, want string }{
@@ -201,6 +204,9 @@ func TestWeightsBadInput(t *testing.T) {
 		{tmp, "resnet18d", "is a directory"},
 		{odd("list"), "resnet18d", "holds a Python list, not a state_dict"},
 		{odd("dict"), "resnet18d", "no state_dict in it"},
+		{odd("evil"), "resnet18d", "refused: the pickle names the Python object posix.system"},
+		{odd("script"), "resnet18d", "TorchScript"},
+		{odd("legacy"), "resnet18d", "before torch 1.6"},
 		{good, "resnet34d", "weights do not fit the model: "},
 		{good, "resnet18", "unexpected (conv1.0.weight"},
 	}
@@ -219,6 +225,9 @@ func TestWeightsBadInput(t *testing.T) {
 		if _, err := os.Stat(run); err == nil {
 			t.Errorf("train --init %s left a run folder", c.file)
 		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("reading the file ran its __reduce__ payload")
 	}
 }
 

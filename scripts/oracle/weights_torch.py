@@ -11,13 +11,16 @@ and logits of the PyTorch module holding given weights.
       eval mode, writes the logits as little-endian float32
   weights_torch.py odd --kind K --out F
       files that are not state_dicts: list (a pickled list), dict (a dict
-      of no tensors), script (TorchScript), legacy (the pre-1.6 format)
+      of no tensors), script (TorchScript), legacy (the pre-1.6 format),
+      evil (a state_dict holding an object whose __reduce__ runs
+      `touch MARKER` when Python loads it)
 
 The networks are scripts/oracle/resnet_torch.py's: torchvision's resnet50
 for resnet50b, the timm-named module for the rest.
 """
 import argparse
 import json
+import os
 import struct
 import sys
 
@@ -116,6 +119,11 @@ def cmd_odd(a):
         torch.jit.script(torch.nn.Linear(2, 2)).save(a.out)
     elif a.kind == "legacy":
         torch.save({"w": torch.zeros(2)}, a.out, _use_new_zipfile_serialization=False)
+    elif a.kind == "evil":  # loading this in Python runs `touch MARKER`
+        class Payload:
+            def __reduce__(self):
+                return (os.system, ("touch " + a.marker,))
+        torch.save({"conv1.weight": torch.zeros(2), "x": Payload()}, a.out)
 
 
 def main():
@@ -136,7 +144,8 @@ def main():
     lg.add_argument("--shape", required=True)
     lg.add_argument("--out", required=True)
     o = sub.add_parser("odd")
-    o.add_argument("--kind", required=True, choices=["list", "dict", "script", "legacy"])
+    o.add_argument("--kind", required=True, choices=["list", "dict", "script", "legacy", "evil"])
+    o.add_argument("--marker", default="/nonexistent/marker")
     o.add_argument("--out", required=True)
     a = ap.parse_args()
     {"save": cmd_save, "logits": cmd_logits, "odd": cmd_odd}[a.cmd](a)
