@@ -5,8 +5,9 @@
 #
 #   finetune  --init the pretrained weights, --recipe finetune
 #   probe     the same with --freeze-backbone (the classifier alone)
-#   scratch   the same recipe from a random initialization (--lr-base 0.1,
-#             warmup: what training from scratch wants)
+#   scratch   a random initialization trained as from scratch: the
+#             tricks recipe without mixup, 15 epochs, lr 0.1 per 256
+#             images, 1 warmup epoch
 #
 #   scripts/transfer.sh [DATA] [SEEDS] [SHOTS]
 #       defaults: ../shared/data/imagenette "1 2" 30

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"sort"
 	"time"
 
 	"github.com/ortrain/ortrain/runtime"
@@ -158,8 +159,8 @@ func (t *Trainer) globalSums(s EpochSums) (EpochSums, error) {
 		Unreadable: int(v[6]), Images: int(v[7]), ResumedImages: int(v[8]), AllReduceSec: v[9] / n}, nil
 }
 
-// checkSameWeights fails unless every process holds the same parameters,
-// bit for bit: a cheap hash of them, rank 0's broadcast, the mismatches
+// checkSameWeights fails unless every process holds the same parameters
+// (and frozen tensors), bit for bit: a cheap hash of them, rank 0's broadcast, the mismatches
 // counted over the processes.
 func (t *Trainer) checkSameWeights(when string) error {
 	if t.comm.Size() == 1 {
@@ -167,11 +168,23 @@ func (t *Trainer) checkSameWeights(when string) error {
 	}
 	h := fnv.New64a()
 	var b [4]byte
-	for _, p := range t.step.Params {
-		for _, v := range t.run.State(p.Name) {
+	hash := func(vs []float32) {
+		for _, v := range vs {
 			binary.LittleEndian.PutUint32(b[:], math.Float32bits(v))
 			h.Write(b[:])
 		}
+	}
+	for _, p := range t.step.Params {
+		hash(t.run.State(p.Name))
+	}
+	// Frozen tensors are each process's constants, from its own --init file.
+	frozen := make([]string, 0, len(t.step.Options.Frozen))
+	for n := range t.step.Options.Frozen {
+		frozen = append(frozen, n)
+	}
+	sort.Strings(frozen)
+	for _, n := range frozen {
+		hash(t.step.Options.Frozen[n])
 	}
 	mine := h.Sum(nil)
 	root := append([]byte{}, mine...)

@@ -52,6 +52,13 @@ func (t *Trainer) startState(resume bool) (map[string][]float32, *Checkpoint, er
 	if err != nil {
 		return nil, nil, err
 	}
+	// Frozen tensors become part of the step graph: check their shapes
+	// before it is built (compatible checks the rest after).
+	for n, want := range t.shapes {
+		if got, ok := ck.Meta.Shapes[n]; !ok || fmt.Sprint(got) != fmt.Sprint(want) {
+			return nil, nil, fmt.Errorf("checkpoint tensor %s has shape %v, the model wants %v", n, got, want)
+		}
+	}
 	return ck.Tensors, ck, nil
 }
 
@@ -61,6 +68,9 @@ func (t *Trainer) startState(resume bool) (map[string][]float32, *Checkpoint, er
 func (t *Trainer) initialState() (map[string][]float32, error) {
 	c := &t.Config
 	if c.Init == "" {
+		if c.FreezeBackbone {
+			fmt.Fprintf(t.Log, "note: the backbone is frozen at its random initialization (no weights to start from)\n")
+		}
 		return t.init, nil
 	}
 	ws, err := ReadWeights(c.Init)

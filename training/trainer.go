@@ -118,6 +118,7 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	if err != nil {
 		return err
 	}
+	t.init = nil // a model's worth of memory, needed no more
 	if err := t.newRunner(so, state, rt); err != nil {
 		return err
 	}

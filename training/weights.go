@@ -87,8 +87,11 @@ func fitWeights(ws weights.Set, want map[string][]int64, init map[string][]float
 		for _, n := range head {
 			state[n] = init[n]
 		}
-		from := ws[head[0]].Shape
-		return state, fmt.Sprintf("the classifier (fc) of the weights has shape %v, the model's %v: fc is initialized anew", from, want[head[0]]), nil
+		what := "the weights have no classifier (fc)"
+		if t, ok := ws[head[0]]; ok {
+			what = fmt.Sprintf("the classifier (fc) of the weights has shape %v, the model's %v", t.Shape, want[head[0]])
+		}
+		return state, what + ": fc is initialized anew", nil
 	}
 	if err := ws.Match(want); err != nil {
 		return nil, "", err
@@ -96,12 +99,13 @@ func fitWeights(ws weights.Set, want map[string][]int64, init map[string][]float
 	return ws.Floats(), "", nil
 }
 
-// headDiffers reports whether the weights hold a classifier of another
-// shape, with everything else as the model's.
+// headDiffers reports whether the weights' classifier is not the model's:
+// of another shape, or absent (a feature extractor's weights, such as
+// timm's with num_classes=0).
 func headDiffers(ws weights.Set, want map[string][]int64, head []string) bool {
 	for _, n := range head {
 		t, ok := ws[n]
-		if ok && fmt.Sprint(t.Shape) != fmt.Sprint(want[n]) {
+		if !ok || fmt.Sprint(t.Shape) != fmt.Sprint(want[n]) {
 			return true
 		}
 	}

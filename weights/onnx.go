@@ -38,11 +38,11 @@ func readONNX(r io.ReaderAt, size int64) (Set, error) {
 			continue
 		}
 		if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
-			return nil, fmt.Errorf("initializer %s is stored outside the model file (external data): not supported", t.GetName())
+			return nil, fmt.Errorf("initializer %s is stored outside the model file (external data): not supported", quoted(t.GetName()))
 		}
 		v, err := onnxFloats(t, dtype)
 		if err != nil {
-			return nil, fmt.Errorf("initializer %s: %v", t.GetName(), err)
+			return nil, fmt.Errorf("initializer %s: %v", quoted(t.GetName()), err)
 		}
 		s[t.GetName()] = Tensor{Shape: append([]int64{}, t.GetDims()...), Data: v}
 	}
@@ -60,9 +60,9 @@ var onnxFloatTypes = map[int32]string{
 // the typed field (float_data, double_data, or int32_data holding 16-bit
 // values).
 func onnxFloats(t *onnxpb.TensorProto, dtype string) ([]float32, error) {
-	n := elements(t.GetDims())
-	if n < 0 {
-		return nil, errors.New("negative dimension")
+	n, err := checkedElements(t.GetDims())
+	if err != nil {
+		return nil, err
 	}
 	if raw := t.GetRawData(); len(raw) > 0 {
 		esize := int64(stSizes[dtype])
@@ -70,6 +70,15 @@ func onnxFloats(t *onnxpb.TensorProto, dtype string) ([]float32, error) {
 			return nil, fmt.Errorf("%d bytes for %d values", len(raw), n)
 		}
 		return decodeFloats(raw, dtype, int(n)), nil
+	}
+	// The typed fields are already in memory: their length is checked
+	// before the values are converted.
+	have := map[string]int{"F32": len(t.GetFloatData()), "F64": len(t.GetDoubleData())}[dtype]
+	if dtype != "F32" && dtype != "F64" {
+		have = len(t.GetInt32Data())
+	}
+	if int64(have) != n {
+		return nil, fmt.Errorf("%d values for shape %v", have, t.GetDims())
 	}
 	v := make([]float32, 0, n)
 	switch dtype {
@@ -84,9 +93,6 @@ func onnxFloats(t *onnxpb.TensorProto, dtype string) ([]float32, error) {
 			b := []byte{byte(x), byte(x >> 8)}
 			v = append(v, decodeFloat(b, dtype))
 		}
-	}
-	if int64(len(v)) != n {
-		return nil, fmt.Errorf("%d values for shape %v", len(v), t.GetDims())
 	}
 	return v, nil
 }

@@ -2,6 +2,7 @@ package weights
 
 import (
 	"archive/zip"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,9 +22,11 @@ import (
 // to raw little-endian storages in <root>/data/<key>.
 //
 // Unpickling can run arbitrary code in Python; here it runs none. The
-// pickle machine (gopickle's) builds only Go values, and the only classes
-// a file may name are those of a state_dict: OrderedDict, the storage
-// types and torch's tensor and parameter rebuild functions. Any other
+// pickle is first walked opcode by opcode (scanPickle): every length must
+// fit in what follows, and every class it names must be one a state_dict
+// holds: OrderedDict, the storage types and torch's tensor and parameter
+// rebuild functions. Then gopickle's pickle machine, which builds only Go
+// values, reads it with the same whitelist as its class lookup. Any other
 // class (os.system, builtins.eval, ...) is an error, not a placeholder.
 
 // storageType is a torch.*Storage class named in a pickle.
@@ -103,8 +106,23 @@ func intTuple(v interface{}) ([]int64, bool) {
 	return out, true
 }
 
-// findClass is the whitelist of classes a state_dict pickle may name.
+// allowedClass is the whitelist of the classes a state_dict pickle may
+// name.
+func allowedClass(module, name string) bool {
+	switch module + "." + name {
+	case "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter", "collections.OrderedDict":
+		return true
+	}
+	_, ok := storageTypes[name]
+	return ok && module == "torch"
+}
+
+// findClass gives the unpickler the whitelisted classes, as Go values
+// that build Go values.
 func findClass(module, name string) (interface{}, error) {
+	if !allowedClass(module, name) {
+		return nil, refusedClass(module, name)
+	}
 	switch module + "." + name {
 	case "torch._utils._rebuild_tensor_v2":
 		return rebuildTensor{}, nil
@@ -113,21 +131,18 @@ func findClass(module, name string) (interface{}, error) {
 	case "collections.OrderedDict":
 		return &types.OrderedDictClass{}, nil
 	}
-	if st, ok := storageTypes[name]; ok && module == "torch" {
-		return st, nil
-	}
-	return nil, fmt.Errorf("refused: the pickle names the Python object %s.%s, which no state_dict holds (loading it in Python could run code)", module, name)
+	return storageTypes[name], nil
 }
 
-// maxArchiveEntry bounds one storage read from the archive.
-const maxArchiveEntry = 1 << 34
+// maxPickle bounds data.pkl: a ResNet state_dict's is about 100 KB.
+const maxPickle = 64 << 20
 
 func readPyTorch(r io.ReaderAt, size int64) (s Set, err error) {
 	// gopickle builds Go values from an untrusted stream; a malformed one
 	// can trip its type assertions. That is a bad file, not our bug.
 	defer func() {
 		if p := recover(); p != nil {
-			s, err = nil, fmt.Errorf("malformed PyTorch file (%v)", p)
+			s, err = nil, fmt.Errorf("malformed PyTorch file (%v)", shortError(fmt.Errorf("%v", p)))
 		}
 	}()
 	z, err := zip.NewReader(r, size)
@@ -149,27 +164,60 @@ func readPyTorch(r io.ReaderAt, size int64) (s Set, err error) {
 		return nil, errors.New("a zip archive without data.pkl: not a torch.save file")
 	}
 	root := strings.TrimSuffix(pkl.Name, "data.pkl")
-	rc, err := pkl.Open()
+	if bo, ok := files[root+"byteorder"]; ok {
+		b, err := readEntry(bo, 16, size)
+		if err != nil || strings.TrimSpace(string(b)) != "little" {
+			return nil, errors.New("a big-endian PyTorch file (byteorder is not little): not supported")
+		}
+	}
+	p, err := readEntry(pkl, maxPickle, size)
 	if err != nil {
 		return nil, fmt.Errorf("data.pkl: %v", err)
 	}
-	defer rc.Close()
-	u := pickle.NewUnpickler(rc)
+	if err := scanPickle(p, allowedClass); err != nil {
+		return nil, fmt.Errorf("data.pkl: %v", err)
+	}
+	u := pickle.NewUnpickler(bytes.NewReader(p))
 	u.FindClass = findClass
 	storages := map[string]*storage{}
 	u.PersistentLoad = func(id interface{}) (interface{}, error) {
-		return loadStorage(id, root, files, storages)
+		return loadStorage(id, root, files, storages, size)
 	}
 	obj, err := u.Load()
 	if err != nil {
-		return nil, fmt.Errorf("data.pkl: %v", err)
+		return nil, fmt.Errorf("data.pkl: %v", shortError(err))
 	}
-	return stateDict(obj)
+	// Views copy values out of storages; a pickle naming one storage many
+	// times must not multiply the file: at most a value per byte.
+	budget := size
+	return stateDict(obj, &budget)
+}
+
+// readEntry reads a zip entry whole. torch.save stores entries
+// uncompressed, so an entry's size is bytes of the file itself: it is
+// checked against limit and the file's size before anything is allocated.
+func readEntry(f *zip.File, limit, fileSize int64) ([]byte, error) {
+	if f.Method != zip.Store || f.CompressedSize64 != f.UncompressedSize64 {
+		return nil, fmt.Errorf("entry %s is compressed; torch.save stores its entries", quoted(f.Name))
+	}
+	if f.UncompressedSize64 > uint64(limit) || f.UncompressedSize64 > uint64(fileSize) {
+		return nil, fmt.Errorf("entry %s claims %d bytes in a file of %d (truncated or corrupt)", quoted(f.Name), f.UncompressedSize64, fileSize)
+	}
+	rc, err := f.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b := make([]byte, f.UncompressedSize64)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		return nil, fmt.Errorf("entry %s: %v (truncated?)", quoted(f.Name), err)
+	}
+	return b, nil
 }
 
 // loadStorage reads the storage a persistent ID ("storage", type, key,
 // location, numel) names, once per key.
-func loadStorage(id interface{}, root string, files map[string]*zip.File, loaded map[string]*storage) (interface{}, error) {
+func loadStorage(id interface{}, root string, files map[string]*zip.File, loaded map[string]*storage, fileSize int64) (interface{}, error) {
 	t, ok := id.(*types.Tuple)
 	if !ok || t.Len() < 5 || t.Get(0) != "storage" {
 		return nil, errors.New("unknown persistent ID")
@@ -177,7 +225,7 @@ func loadStorage(id interface{}, root string, files map[string]*zip.File, loaded
 	typ, ok := t.Get(1).(storageType)
 	key, ok2 := t.Get(2).(string)
 	numel, ok3 := t.Get(4).(int)
-	if !ok || !ok2 || !ok3 || numel < 0 {
+	if !ok || !ok2 || !ok3 || numel < 0 || int64(numel) > maxElements {
 		return nil, errors.New("malformed storage reference")
 	}
 	if st, ok := loaded[key]; ok {
@@ -185,20 +233,15 @@ func loadStorage(id interface{}, root string, files map[string]*zip.File, loaded
 	}
 	f, ok := files[root+"data/"+key]
 	if !ok {
-		return nil, fmt.Errorf("storage %s missing from the archive (truncated?)", key)
+		return nil, fmt.Errorf("storage %s missing from the archive (truncated?)", quoted(key))
 	}
 	n := int64(numel) * typ.esize
-	if n > maxArchiveEntry || f.UncompressedSize64 < uint64(n) {
-		return nil, fmt.Errorf("storage %s: %d bytes for %d values (truncated?)", key, f.UncompressedSize64, numel)
+	if f.UncompressedSize64 < uint64(n) {
+		return nil, fmt.Errorf("storage %s: %d bytes for %d values (truncated?)", quoted(key), f.UncompressedSize64, numel)
 	}
-	rc, err := f.Open()
+	raw, err := readEntry(f, n, fileSize)
 	if err != nil {
-		return nil, fmt.Errorf("storage %s: %v", key, err)
-	}
-	defer rc.Close()
-	raw := make([]byte, n)
-	if _, err := io.ReadFull(rc, raw); err != nil {
-		return nil, fmt.Errorf("storage %s: %v (truncated?)", key, err)
+		return nil, fmt.Errorf("storage %s: %v", quoted(key), err)
 	}
 	st := &storage{typ: typ, raw: raw}
 	loaded[key] = st
@@ -208,12 +251,12 @@ func loadStorage(id interface{}, root string, files map[string]*zip.File, loaded
 // stateDict finds the state_dict in an unpickled object: the object itself
 // when it maps names to tensors, else its "state_dict", "model" or
 // "module" entry.
-func stateDict(obj interface{}) (Set, error) {
+func stateDict(obj interface{}, budget *int64) (Set, error) {
 	entries, ok := dictEntries(obj)
 	if !ok {
 		return nil, fmt.Errorf("holds a Python %s, not a state_dict (a dict of tensors by name)", pyType(obj))
 	}
-	if s, ok, err := tensorsByName(entries); ok || err != nil {
+	if s, ok, err := tensorsByName(entries, budget); ok || err != nil {
 		return s, err
 	}
 	var keys []string
@@ -228,7 +271,7 @@ func stateDict(obj interface{}) (Set, error) {
 				continue
 			}
 			if inner, ok := dictEntries(e[1]); ok {
-				if s, ok, err := tensorsByName(inner); ok || err != nil {
+				if s, ok, err := tensorsByName(inner, budget); ok || err != nil {
 					return s, err
 				}
 			}
@@ -261,7 +304,7 @@ func dictEntries(obj interface{}) ([][2]interface{}, bool) {
 
 // tensorsByName converts a dict whose every value is a tensor; ok is false
 // when it is not such a dict.
-func tensorsByName(entries [][2]interface{}) (Set, bool, error) {
+func tensorsByName(entries [][2]interface{}, budget *int64) (Set, bool, error) {
 	if len(entries) == 0 {
 		return nil, false, nil
 	}
@@ -272,9 +315,16 @@ func tensorsByName(entries [][2]interface{}) (Set, bool, error) {
 		if !ok || !ok2 {
 			return nil, false, nil
 		}
+		n, err := checkedElements(ref.size)
+		if err != nil {
+			return nil, true, fmt.Errorf("tensor %s: %v", quoted(name), err)
+		}
+		if *budget -= n; *budget < 0 {
+			return nil, true, errors.New("corrupt: its tensors hold more values than the file has bytes")
+		}
 		t, err := ref.tensor()
 		if err != nil {
-			return nil, true, fmt.Errorf("tensor %s: %v", name, err)
+			return nil, true, fmt.Errorf("tensor %s: %v", quoted(name), err)
 		}
 		s[name] = t
 	}

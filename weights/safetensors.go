@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
 
 	"github.com/ortrain/ortrain/internal/atomicfile"
 )
@@ -45,20 +46,38 @@ func readSafetensors(f io.ReaderAt, size int64) (Set, error) {
 		return nil, fmt.Errorf("corrupt safetensors header: %v", err)
 	}
 	base := 8 + int64(hlen)
-	s := Set{}
+	entries := map[string]stEntry{}
+	names := make([]string, 0, len(raw))
 	for name, msg := range raw {
 		if name == "__metadata__" {
 			continue
 		}
 		var e stEntry
 		if err := json.Unmarshal(msg, &e); err != nil {
-			return nil, fmt.Errorf("corrupt safetensors entry %s: %v", name, err)
+			return nil, fmt.Errorf("corrupt safetensors entry %s: %v", quoted(name), err)
+		}
+		entries[name] = e
+		names = append(names, name)
+	}
+	// In offset order, each tensor's bytes must begin where the previous
+	// one's end or after, so that no byte is read twice: a header cannot
+	// make a small file allocate more than its size.
+	sort.Slice(names, func(i, j int) bool {
+		a, b := entries[names[i]].Offsets[0], entries[names[j]].Offsets[0]
+		return a < b || a == b && names[i] < names[j]
+	})
+	s := Set{}
+	end := int64(0)
+	for _, name := range names {
+		e := entries[name]
+		if e.Offsets[0] < end {
+			return nil, fmt.Errorf("corrupt safetensors header: tensor %s overlaps another", quoted(name))
 		}
 		t, err := readSTTensor(f, base, size, name, e)
 		if err != nil {
 			return nil, err
 		}
-		s[name] = t
+		s[name], end = t, e.Offsets[1]
 	}
 	return s, nil
 }
@@ -69,22 +88,19 @@ var stSizes = map[string]int64{"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8
 func readSTTensor(f io.ReaderAt, base, size int64, name string, e stEntry) (Tensor, error) {
 	esize, ok := stSizes[e.DType]
 	if !ok {
-		return Tensor{}, fmt.Errorf("tensor %s has dtype %s; readable: F32, F16, BF16, F64 and I64", name, e.DType)
+		return Tensor{}, fmt.Errorf("tensor %s has dtype %s; readable: F32, F16, BF16, F64 and I64", quoted(name), quoted(e.DType))
 	}
-	n := int64(1)
-	for _, d := range e.Shape {
-		if d < 0 || (d > 0 && n > math.MaxInt32/d) {
-			return Tensor{}, fmt.Errorf("tensor %s has an impossible shape %v", name, e.Shape)
-		}
-		n *= d
+	n, err := checkedElements(e.Shape)
+	if err != nil {
+		return Tensor{}, fmt.Errorf("tensor %s: %v", quoted(name), err)
 	}
 	b, end := e.Offsets[0], e.Offsets[1]
-	if b < 0 || end-b != n*esize || base+end > size {
-		return Tensor{}, fmt.Errorf("tensor %s: offsets %v do not fit its shape %v and the file (truncated?)", name, e.Offsets, e.Shape)
+	if b < 0 || end < b || end-b != n*esize || end > size-base {
+		return Tensor{}, fmt.Errorf("tensor %s: offsets %v do not fit its shape %v and the file (truncated?)", quoted(name), e.Offsets, e.Shape)
 	}
 	buf := make([]byte, end-b)
 	if _, err := f.ReadAt(buf, base+b); err != nil {
-		return Tensor{}, fmt.Errorf("tensor %s: %v (truncated?)", name, err)
+		return Tensor{}, fmt.Errorf("tensor %s: %v (truncated?)", quoted(name), err)
 	}
 	t := Tensor{Shape: append([]int64{}, e.Shape...)}
 	if e.Shape == nil {

@@ -57,12 +57,8 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 		Model: models.Options{Name: *model, Classes: *classes, ImageSize: *size, Batch: *batch, ZeroGamma: true},
 		FP16:  *fp16, NoBiasDecay: true,
 	}
-	if *freezeBackbone || *freezeBN {
-		shapes, init, err := training.ModelState(so.Model)
-		if err != nil {
-			return usageError{err}
-		}
-		so.Frozen = training.FrozenState(init, shapes, *freezeBackbone, *freezeBN)
+	if so.Frozen, err = frozenForBench(so.Model, *freezeBackbone, *freezeBN); err != nil {
+		return usageError{err}
 	}
 	if opts.Provider.CPU() && !*plainConv && !*fp16 {
 		var perr error
@@ -113,6 +109,19 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 		strings.TrimSpace(rtVersion()), kind, extra, *model, global, *size, len(times), float64(len(times))/total,
 		float64(global*len(times))/total, median*1e3, bench.PeakRSS())
 	return nil
+}
+
+// frozenForBench is the frozen part of a fine-tuning run's step, from the
+// model's initialization (the values do not change the work).
+func frozenForBench(mo models.Options, backbone, bn bool) (map[string][]float32, error) {
+	if !backbone && !bn {
+		return nil, nil
+	}
+	shapes, init, err := training.ModelState(mo)
+	if err != nil {
+		return nil, err
+	}
+	return training.FrozenState(init, shapes, backbone, bn), nil
 }
 
 // benchFusedStep times the fused step, as `ortrain train` runs it on one

@@ -273,7 +273,7 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdExport(args []string, stdout, stderr io.Writer) error {
-	const synopsis = "export --checkpoint RUN/checkpoints/best.ckpt -o model.onnx [--fold-bn] [--format onnx|safetensors]"
+	const synopsis = "export --checkpoint RUN/checkpoints/best.ckpt -o model.onnx [--fold-bn] [--format onnx|safetensors|pth]"
 	fs, help := flagSet("export")
 	ckpt := fs.String("checkpoint", "", "checkpoint file (a run's checkpoints/best.ckpt or last.ckpt)")
 	out := fs.StringP("output", "o", "", "file to write")

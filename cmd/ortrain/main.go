@@ -42,7 +42,7 @@ func commands() map[string]command {
 		"train":      {"train a model on an image folder", cmdTrain},
 		"prepare":    {"write a dataset (fashion-mnist) as an image folder", cmdPrepare},
 		"eval":       {"top-1/top-5 of any ONNX classifier on an image folder", cmdEval},
-		"export":     {"write a checkpoint as an inference model.onnx or as safetensors", cmdExport},
+		"export":     {"write a checkpoint as an inference model.onnx, or its weights as safetensors or .pth", cmdExport},
 		"import":     {"write torchvision, timm or other weights as an inference model.onnx", cmdImport},
 		"predict":    {"top classes of images", cmdPredict},
 		"bench":      {"measure inference throughput in ONNX Runtime", cmdBench},

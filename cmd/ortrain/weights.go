@@ -103,7 +103,7 @@ func readLines(path string) ([]string, error) {
 // formatOf is the export format a file name asks for: safetensors or pth
 // by extension, onnx otherwise.
 func formatOf(path string) string {
-	switch {
+	switch path = strings.ToLower(path); {
 	case strings.HasSuffix(path, ".safetensors"):
 		return "safetensors"
 	case strings.HasSuffix(path, ".pth"), strings.HasSuffix(path, ".pt"):

@@ -7,7 +7,8 @@ and logits of the PyTorch module holding given weights.
       from their init, saved with torch.save (and as safetensors, written
       here from the format's definition: JSON header, raw tensors)
   weights_torch.py logits --arch A --classes K --weights W --input X --shape N,C,H,W --out Y
-      loads W (.pth or .safetensors) with load_state_dict(strict=True),
+      loads W (.pth with torch.load(weights_only=True), or .safetensors)
+      with load_state_dict(strict=True),
       eval mode, writes the logits as little-endian float32
   weights_torch.py odd --kind K --out F
       files that are not state_dicts: list (a pickled list), dict (a dict
@@ -100,7 +101,7 @@ def cmd_logits(a):
     if a.weights.endswith(".safetensors"):
         state = read_safetensors(a.weights)
     else:
-        state = torch.load(a.weights)
+        state = torch.load(a.weights, weights_only=True)  # PyTorch's safe loader takes our .pth files too
     net.load_state_dict(state, strict=True)
     net.eval()
     shape = [int(s) for s in a.shape.split(",")]
