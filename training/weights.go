@@ -94,9 +94,23 @@ func fitWeights(ws weights.Set, want map[string][]int64, init map[string][]float
 		return state, what + ": fc is initialized anew", nil
 	}
 	if err := ws.Match(want); err != nil {
+		if !hasStatistics(ws) {
+			return nil, "", fmt.Errorf("%w (they hold no BatchNorm statistics: a model whose BatchNorms were folded into its convolutions has none to give)", err)
+		}
 		return nil, "", err
 	}
 	return ws.Floats(), "", nil
+}
+
+// hasStatistics reports whether any BatchNorm running statistic is among
+// the weights.
+func hasStatistics(ws weights.Set) bool {
+	for n := range ws {
+		if strings.HasSuffix(n, ".running_mean") {
+			return true
+		}
+	}
+	return false
 }
 
 // headDiffers reports whether the weights' classifier is not the model's:
