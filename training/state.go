@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/ortrain/ortrain/models"
@@ -52,12 +53,11 @@ func (t *Trainer) startState(resume bool) (map[string][]float32, *Checkpoint, er
 	if err != nil {
 		return nil, nil, err
 	}
-	// Frozen tensors become part of the step graph: check their shapes
-	// before it is built (compatible checks the rest after).
-	for n, want := range t.shapes {
-		if got, ok := ck.Meta.Shapes[n]; !ok || fmt.Sprint(got) != fmt.Sprint(want) {
-			return nil, nil, fmt.Errorf("checkpoint tensor %s has shape %v, the model wants %v", n, got, want)
-		}
+	// Frozen tensors become part of the step graph: check the checkpoint
+	// against the model before the step is built (compatible checks the
+	// step's state after).
+	if err := t.compatibleModel(ck); err != nil {
+		return nil, nil, err
 	}
 	return ck.Tensors, ck, nil
 }
@@ -162,10 +162,15 @@ func elementsOf(shape []int64) int64 {
 	return n
 }
 
-// compatible checks that a checkpoint belongs to this model and data.
-func (t *Trainer) compatible(ck *Checkpoint) error {
-	if ck.Meta.Model != t.step.Model.Name {
-		return fmt.Errorf("checkpoint is of %s, the run trains %s", ck.Meta.Model, t.step.Model.Name)
+// compatibleModel checks that a checkpoint belongs to this model and data:
+// the model's name, the classes, and every tensor of the model's shape.
+func (t *Trainer) compatibleModel(ck *Checkpoint) error {
+	depth, variant, err := models.ParseName(t.Config.Model)
+	if err != nil {
+		return err
+	}
+	if name := fmt.Sprintf("resnet%d%s", depth, variant); ck.Meta.Model != name {
+		return fmt.Errorf("checkpoint is of %s, the run trains %s", ck.Meta.Model, name)
 	}
 	if len(ck.Meta.Classes) != t.classes {
 		return fmt.Errorf("checkpoint has %d classes, the data %d", len(ck.Meta.Classes), t.classes)
@@ -175,9 +180,24 @@ func (t *Trainer) compatible(ck *Checkpoint) error {
 			return fmt.Errorf("checkpoint class %d is %q, the data's is %q", i, c, t.train.Classes[i])
 		}
 	}
-	shapes := t.step.StateShapes()
-	for n, s := range shapes {
-		got, ok := ck.Meta.Shapes[n]
+	return sameShapes(ck.Meta.Shapes, t.shapes)
+}
+
+// compatible checks that a checkpoint holds the built step's state.
+func (t *Trainer) compatible(ck *Checkpoint) error {
+	return sameShapes(ck.Meta.Shapes, t.step.StateShapes())
+}
+
+// sameShapes checks that have holds every tensor of want, of its shape.
+func sameShapes(have, want map[string][]int64) error {
+	names := make([]string, 0, len(want))
+	for n := range want {
+		names = append(names, n)
+	}
+	sort.Strings(names) // the same message every time
+	for _, n := range names {
+		s := want[n]
+		got, ok := have[n]
 		if !ok || fmt.Sprint(got) != fmt.Sprint(s) {
 			return fmt.Errorf("checkpoint tensor %s has shape %v, the model wants %v", n, got, s)
 		}
