@@ -94,11 +94,11 @@ func DefaultConfig() Config {
 // efficient): cosine decay, label smoothing 0.1, mixup 0.2, and
 // distillation at T=20 when a teacher is given. finetune (not the
 // paper's): from pretrained weights (Init), 15 epochs of cosine decay
-// from lr 0.01 per 256 images without warmup, label smoothing 0.1,
-// no-bias-decay, no mixup: the pretrained features need small steps, not
-// the 0.1 that trains from scratch, and no warmup because they are
-// already in a good region; few epochs because the data are few
-// (docs/guide.md).
+// from lr 0.1 per 256 images without warmup, label smoothing 0.1,
+// no-bias-decay, no mixup. The new classifier needs full-size steps: a
+// tenth of them left it near chance in scripts/transfer.sh's few-shot
+// runs (docs/results.md); no warmup, as the pretrained features are in
+// a good region already; few epochs, as the data are few.
 var Recipes = []string{"baseline", "efficient", "tricks", "finetune"}
 
 // ApplyRecipe sets a recipe's fields; the CLI then applies the flags a user
@@ -120,7 +120,7 @@ func (c *Config) ApplyRecipe(name string) error {
 			c.LRMode, c.LabelSmoothing, c.MixupAlpha = "cosine", 0.1, 0.2
 		}
 	case "finetune":
-		c.Epochs, c.LRBase, c.LRMode, c.LabelSmoothing, c.NoBiasDecay, c.FP16 = 15, 0.01, "cosine", 0.1, true, true
+		c.Epochs, c.LRBase, c.LRMode, c.LabelSmoothing, c.NoBiasDecay, c.FP16 = 15, 0.1, "cosine", 0.1, true, true
 	default:
 		return fmt.Errorf("unknown recipe %q (%s)", name, strings.Join(Recipes, ", "))
 	}
