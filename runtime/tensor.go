@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/ortrain/ortrain/internal/dims"
 )
 
 // DType is a tensor element type of the tensors this package makes.
@@ -64,20 +66,6 @@ type Tensor struct {
 // a larger shape is a mistake, reported instead of crashing the process.
 const MaxElements = 1 << 32
 
-func numel(shape []int64) (int64, error) {
-	n := int64(1)
-	for _, d := range shape {
-		if d < 0 {
-			return 0, fmt.Errorf("shape %v has a negative dimension", shape)
-		}
-		if d > 0 && n > MaxElements/d {
-			return 0, fmt.Errorf("shape %v has more than %d elements", shape, int64(MaxElements))
-		}
-		n *= d
-	}
-	return n, nil
-}
-
 // NewFloat32 wraps data (not copied) as a tensor of the given shape; nil data
 // allocates zeros.
 func NewFloat32(shape []int64, data []float32) (*Tensor, error) {
@@ -112,7 +100,7 @@ func newGoTensor[T float32 | int64 | bool](shape []int64, data []T, what string)
 	if !ort.IsInitialized() {
 		return nil, errNotInit
 	}
-	n, err := numel(shape)
+	n, err := dims.Count(shape, MaxElements)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +126,7 @@ func NewFloat16(shape []int64, data []uint16) (*Tensor, error) {
 	if !ort.IsInitialized() {
 		return nil, errNotInit
 	}
-	n, err := numel(shape)
+	n, err := dims.Count(shape, MaxElements)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ortrain/ortrain/graphgen"
 	"github.com/ortrain/ortrain/models"
 )
 
@@ -145,21 +146,13 @@ func (t *Trainer) resumeFrom(ck *Checkpoint, full map[string][]float32) (map[str
 	for _, n := range t.step.StateNames() {
 		v, ok := full[n]
 		if !ok && ck == nil && strings.HasPrefix(n, MomentumName("")) {
-			v = make([]float32, elementsOf(shapes[n]))
+			v = make([]float32, graphgen.S(shapes[n]...).NumElements())
 		} else if !ok {
 			return nil, fmt.Errorf("the starting state lacks %s", n)
 		}
 		state[n] = v
 	}
 	return state, nil
-}
-
-func elementsOf(shape []int64) int64 {
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
-	}
-	return n
 }
 
 // compatibleModel checks that a checkpoint belongs to this model and data:

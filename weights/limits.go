@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/ortrain/ortrain/internal/dims"
 )
 
 // maxElements bounds one tensor: 2^31 values (8 GB of float32), far above
@@ -12,21 +14,9 @@ import (
 const maxElements = math.MaxInt32
 
 // checkedElements is the number of values of a shape read from a file,
-// refusing negative dimensions and products beyond maxElements before
+// refusing negative dimensions and counts beyond maxElements before
 // anything is allocated.
-func checkedElements(shape []int64) (int64, error) {
-	n := int64(1)
-	for _, d := range shape {
-		if d < 0 {
-			return 0, fmt.Errorf("negative dimension in shape %v", shape)
-		}
-		if d > 0 && n > maxElements/d {
-			return 0, fmt.Errorf("shape %v holds more than %d values", shape, int64(maxElements))
-		}
-		n *= d
-	}
-	return n, nil
-}
+func checkedElements(shape []int64) (int64, error) { return dims.Count(shape, maxElements) }
 
 // quoted shows a name read from a file in a message: quoted (no control
 // characters reach the terminal) and cut short.

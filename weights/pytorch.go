@@ -322,7 +322,7 @@ func tensorsByName(entries [][2]interface{}, budget *int64) (Set, bool, error) {
 		if *budget -= n; *budget < 0 {
 			return nil, true, errors.New("corrupt: its tensors hold more values than the file has bytes")
 		}
-		t, err := ref.tensor()
+		t, err := ref.tensor(n)
 		if err != nil {
 			return nil, true, fmt.Errorf("tensor %s: %v", quoted(name), err)
 		}
@@ -331,9 +331,8 @@ func tensorsByName(entries [][2]interface{}, budget *int64) (Set, bool, error) {
 	return s, true, nil
 }
 
-// tensor gathers the view's values (any strides) from its storage.
-func (r *tensorRef) tensor() (Tensor, error) {
-	n := elements(r.size)
+// tensor gathers the view's n values (any strides) from its storage.
+func (r *tensorRef) tensor(n int64) (Tensor, error) {
 	count := int64(len(r.st.raw)) / r.st.typ.esize
 	last := r.offset
 	for i, d := range r.size {

@@ -17,6 +17,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/ortrain/ortrain/graphgen"
 )
 
 // Tensor is one named tensor: floating-point values as float32 (float16,
@@ -29,15 +31,7 @@ type Tensor struct {
 }
 
 // Elements is the product of the shape (1 for a scalar).
-func (t Tensor) Elements() int64 { return elements(t.Shape) }
-
-func elements(shape []int64) int64 {
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
-	}
-	return n
-}
+func (t Tensor) Elements() int64 { return graphgen.S(t.Shape...).NumElements() }
 
 // Set is a state_dict: tensors by name.
 type Set map[string]Tensor
