@@ -31,15 +31,16 @@ func (t *Trainer) modelOptions() models.Options {
 // the checkpoint itself (nil otherwise).
 func (t *Trainer) startState(resume bool) (map[string][]float32, *Checkpoint, error) {
 	c := &t.Config
+	var init map[string][]float32
 	var err error
-	if t.shapes, t.init, err = ModelState(t.modelOptions()); err != nil {
+	if t.shapes, init, err = ModelState(t.modelOptions()); err != nil {
 		return nil, nil, err
 	}
 	if c.FP16 {
 		t.scaler = NewLossScaler()
 	}
 	if !resume {
-		s, err := t.initialState()
+		s, err := t.initialState(init)
 		return s, nil, err
 	}
 	path := filepath.Join(CheckpointDir(c.Out), lastCheckpoint)
@@ -47,7 +48,7 @@ func (t *Trainer) startState(resume bool) (map[string][]float32, *Checkpoint, er
 		// Stopped hard before its first checkpoint: nothing of the run is
 		// kept but its configuration, so it starts over.
 		fmt.Fprintf(t.Log, "note: %s has no checkpoint yet (the run stopped before its first); starting it from the beginning\n", c.Out)
-		s, err := t.initialState()
+		s, err := t.initialState(init)
 		return s, nil, err
 	}
 	ck, err := ReadCheckpoint(path)
@@ -63,22 +64,22 @@ func (t *Trainer) startState(resume bool) (map[string][]float32, *Checkpoint, er
 	return ck.Tensors, ck, nil
 }
 
-// initialState is the model's initialization, or the weights of
+// initialState is the model's initialization (init), or the weights of
 // Config.Init (with a classifier for this data's classes when theirs has
-// another count).
-func (t *Trainer) initialState() (map[string][]float32, error) {
+// another count, drawn from init).
+func (t *Trainer) initialState(init map[string][]float32) (map[string][]float32, error) {
 	c := &t.Config
 	if c.Init == "" {
 		if c.FreezeBackbone {
 			fmt.Fprintf(t.Log, "note: the backbone is frozen at its random initialization (no weights to start from)\n")
 		}
-		return t.init, nil
+		return init, nil
 	}
 	ws, err := ReadWeights(c.Init)
 	if err != nil {
 		return nil, err
 	}
-	state, note, err := FitWeights(ws, t.modelOptions(), true)
+	state, note, err := fitModel(ws, c.Model, t.shapes, init, true)
 	if err != nil {
 		return nil, fmt.Errorf("%s as %s: %w", c.Init, c.Model, err)
 	}

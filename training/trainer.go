@@ -66,9 +66,8 @@ type Trainer struct {
 	hist       []EpochRecord
 	meta       CheckpointMeta
 	classes    int
-	// shapes and init are the model's state_dict: shapes and initialization.
+	// shapes are the model's state_dict: its tensors' shapes by name.
 	shapes map[string][]int64
-	init   map[string][]float32
 	done   int   // steps run by this process (for StopAfter)
 	labels []int // scratch: the labels of the batch being stepped
 }
@@ -118,7 +117,6 @@ func (t *Trainer) Setup(rt runtime.Options, resume bool) error {
 	if err != nil {
 		return err
 	}
-	t.init = nil // a model's worth of memory, needed no more
 	if err := t.newRunner(so, state, rt); err != nil {
 		return err
 	}

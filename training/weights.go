@@ -55,10 +55,16 @@ func FitWeights(ws weights.Set, mo models.Options, reinitHead bool) (state map[s
 	if err != nil {
 		return nil, "", err
 	}
+	return fitModel(ws, mo.Name, want, init, reinitHead)
+}
+
+// fitModel is FitWeights for the model named name whose state's shapes
+// (want) and initialization are at hand.
+func fitModel(ws weights.Set, name string, want map[string][]int64, init map[string][]float32, reinitHead bool) (state map[string][]float32, note string, err error) {
 	state, note, err = fitWeights(ws, want, init, reinitHead)
-	if err == nil && originalBottleneck(mo.Name) {
-		note = strings.TrimPrefix(note+"; ", "; ") + mo.Name + " is the original ResNet (stride 2 on the first 1x1 convolution): weights of torchvision's or timm's resnet" +
-			strings.TrimPrefix(mo.Name, "resnet") + " fit it by name and shape but were trained as " + mo.Name + "b"
+	if err == nil && originalBottleneck(name) {
+		note = strings.TrimPrefix(note+"; ", "; ") + name + " is the original ResNet (stride 2 on the first 1x1 convolution): weights of torchvision's or timm's resnet" +
+			strings.TrimPrefix(name, "resnet") + " fit it by name and shape but were trained as " + name + "b"
 	}
 	return state, note, err
 }
