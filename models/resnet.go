@@ -90,7 +90,7 @@ func Names() []string {
 	var names []string
 	for _, d := range ds {
 		for _, v := range []Variant{VariantNone, VariantB, VariantC, VariantD} {
-			names = append(names, "resnet"+strconv.Itoa(d)+v.suffix())
+			names = append(names, modelName(d, v))
 		}
 	}
 	return names
@@ -108,6 +108,18 @@ func Describe(name string) string {
 	}
 	return fmt.Sprintf("%d layers, %s; %s", depth, kind, v.describe(depths[depth].bottleneck))
 }
+
+// CanonicalName is name as Names lists it and models are built with
+// (ParseName's reading of it: "ResNet50D" is "resnet50d").
+func CanonicalName(name string) (string, error) {
+	depth, variant, err := ParseName(name)
+	if err != nil {
+		return "", err
+	}
+	return modelName(depth, variant), nil
+}
+
+func modelName(depth int, v Variant) string { return "resnet" + strconv.Itoa(depth) + v.suffix() }
 
 // ParseName splits a name like resnet50d into depth and variant.
 func ParseName(name string) (int, Variant, error) {
@@ -301,7 +313,7 @@ func newModel(o Options) (*Model, error) {
 			return g.Initializer(name, CastTensor(t, ct))
 		}
 	}
-	o.Name = "resnet" + strconv.Itoa(depth) + variant.suffix()
+	o.Name = modelName(depth, variant)
 	m := &Model{Options: o, Depth: depth, Variant: variant, Arch: variants[variant]}
 	g := graphgen.New(o.Name, o.Opset)
 	g.Doc = fmt.Sprintf("%s (%s), %d classes, %dx%d input normalized as in Bag of Tricks.", o.Name, variant.describe(depths[depth].bottleneck), o.Classes, o.ImageSize, o.ImageSize)

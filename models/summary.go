@@ -30,13 +30,17 @@ const (
 )
 
 // Metadata describes the model for whoever serves it: architecture, classes,
-// input size and preprocessing.
-func (m *Model) Metadata() [][2]string {
+// input size and preprocessing (ortrain's).
+func (m *Model) Metadata() [][2]string { return m.MetadataWith(DefaultPreprocessing()) }
+
+// MetadataWith is Metadata stating the preprocessing p (weights trained
+// elsewhere may expect other than ortrain's).
+func (m *Model) MetadataWith(p Preprocessing) [][2]string {
 	return append([][2]string{
 		{MetaArchitecture, m.Name},
 		{MetaNumClasses, strconv.Itoa(m.Classes)},
 		{MetaImageSize, strconv.Itoa(m.ImageSize)},
-	}, DefaultPreprocessing().Metadata()...)
+	}, p.Metadata()...)
 }
 
 // WriteSummary prints parameters and MACs per stage and in total.

@@ -80,15 +80,7 @@ func Export(state map[string][]float32, o ExportOptions) (*models.Model, graphge
 	}
 	meta := m.Metadata()
 	if o.Preprocessing != nil {
-		set := map[string]string{}
-		for _, kv := range o.Preprocessing.Metadata() {
-			set[kv[0]] = kv[1]
-		}
-		for i, kv := range meta {
-			if v, ok := set[kv[0]]; ok {
-				meta[i][1] = v
-			}
-		}
+		meta = m.MetadataWith(*o.Preprocessing)
 	}
 	if len(o.ClassNames) > 0 {
 		if len(o.ClassNames) != m.Classes {

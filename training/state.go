@@ -159,11 +159,11 @@ func (t *Trainer) resumeFrom(ck *Checkpoint, full map[string][]float32) (map[str
 // compatibleModel checks that a checkpoint belongs to this model and data:
 // the model's name, the classes, and every tensor of the model's shape.
 func (t *Trainer) compatibleModel(ck *Checkpoint) error {
-	depth, variant, err := models.ParseName(t.Config.Model)
+	name, err := models.CanonicalName(t.Config.Model)
 	if err != nil {
 		return err
 	}
-	if name := fmt.Sprintf("resnet%d%s", depth, variant); ck.Meta.Model != name {
+	if ck.Meta.Model != name {
 		return fmt.Errorf("checkpoint is of %s, the run trains %s", ck.Meta.Model, name)
 	}
 	if len(ck.Meta.Classes) != t.classes {
