@@ -11,9 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-../shared/data/imagenette}
 n=${2:-1000}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-go build -o "$work/ortrain" ./cmd/ortrain
+# shellcheck source=bench/common.sh
+. scripts/bench/common.sh
+bench_setup
 go build -tags noturbo -o "$work/ortrain-go" ./cmd/ortrain
 echo "# $(date -u +%F) $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $n images of $dir"
 for round in 1 2; do

@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 src=${1:-../shared/data/imagenette}
 size=${2:-64}
 per=${3:-64}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-go build -o "$work/ortrain" ./cmd/ortrain
+# shellcheck source=bench/common.sh
+. scripts/bench/common.sh
+bench_setup
 go build -o "$work/graphgen" ./cmd/graphgen
 scripts/subset.sh "$src" "$work/data" "$per" 4
 classes=$(ls "$work/data/train" | wc -l)

@@ -20,13 +20,13 @@ size=${2:-64}
 batch=${3:-64}
 rounds=${4:-2}
 model=${5:-resnet18}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-go build -o "$work/ortrain" ./cmd/ortrain
+# shellcheck source=bench/common.sh
+. scripts/bench/common.sh
+bench_setup
 # shellcheck source=bench/peer_blas.sh
 . scripts/bench/peer_blas.sh
 peer_blas "$work" bench_epoch
-echo "# $(date -u '+%F %H:%M') build $(git describe --always --dirty 2>/dev/null || echo unknown), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $model at $size, batch $batch, one epoch of $data, PyTorch's BLAS: ${PEER_BLAS:-system}"
+bench_header "$model at $size, batch $batch, one epoch of $data, PyTorch's BLAS: ${PEER_BLAS:-system}"
 # last RUN prints the training img/s and the epoch's seconds of a run folder.
 last() { python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1]+"/metrics.jsonl")][-1]; print("%.2f %.1f" % (r["train_img_per_s"], r["epoch_seconds"]))' "$1"; }
 ours() {

@@ -15,10 +15,10 @@ batch=${2:-16}
 size=${3:-224}
 iters=${4:-5}
 rounds=${5:-3}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-go build -o "$work/ortrain" ./cmd/ortrain
-echo "# $(date -u '+%F %H:%M') build $(git describe --always --dirty 2>/dev/null || echo unknown), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $model, batch $batch at $size, $iters timed steps after 2 warm-up steps"
+# shellcheck source=bench/common.sh
+. scripts/bench/common.sh
+bench_setup
+bench_header "$model, batch $batch at $size, $iters timed steps after 2 warm-up steps"
 kinds=(full --freeze-bn --freeze-backbone)
 for r in $(seq "$rounds"); do
   for i in 0 1 2; do

@@ -17,13 +17,13 @@ rounds=${1:-2}
 iters=${2:-8}
 models=${MODELS:-resnet18 resnet50 resnet50d}
 shapes=${SHAPES:-64x64 224x16}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-go build -o "$work/ortrain" ./cmd/ortrain
+# shellcheck source=bench/common.sh
+. scripts/bench/common.sh
+bench_setup
 # shellcheck source=bench/peer_blas.sh
 . scripts/bench/peer_blas.sh
 peer_blas "$work" bench_grid
-echo "# $(date -u '+%F %H:%M') build $(git describe --always --dirty 2>/dev/null || echo unknown), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $iters timed steps after 2 warm-up steps, $rounds rounds, PyTorch's BLAS: ${PEER_BLAS:-system}"
+bench_header "$iters timed steps after 2 warm-up steps, $rounds rounds, PyTorch's BLAS: ${PEER_BLAS:-system}"
 raw=$work/raw.tsv # model, size, batch, runner, round, img/s, peak RSS kB
 run() { # MODEL SIZE BATCH RUNNER ROUND
   local line

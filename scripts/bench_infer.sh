@@ -11,10 +11,10 @@ cd "$(dirname "$0")/.."
 model=${1:-resnet50}
 batch=${2:-16}
 iters=${3:-20}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# shellcheck source=bench/common.sh
+. scripts/bench/common.sh
+bench_setup
 go build -o "$work/graphgen" ./cmd/graphgen
-go build -o "$work/ortrain" ./cmd/ortrain
 "$work/graphgen" "$model" --seed 1 -o "$work/ours.onnx"
 echo "# $(date -u +%F) $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $model, batch $batch at 224, $iters timed runs"
 /usr/bin/python3 scripts/bench/torch_infer.py --model "$work/ours.onnx" --arch "$model" --batch "$batch" \

@@ -25,9 +25,9 @@ size=${3:-224}
 iters=${4:-8}
 rounds=${5:-2}
 half=$((batch / 2))
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-go build -o "$work/ortrain" ./cmd/ortrain
+# shellcheck source=bench/common.sh
+. scripts/bench/common.sh
+bench_setup
 go build -tags mpi -o "$work/ortrain-mpi" ./cmd/ortrain
 # shellcheck source=bench/peer_blas.sh
 . scripts/bench/peer_blas.sh
@@ -38,7 +38,7 @@ if [ ${#peer_env[@]} -gt 0 ]; then
 fi
 mpi=(mpirun -np 2 --oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
-echo "# $(date -u '+%F %H:%M') build $(git describe --always --dirty 2>/dev/null || echo unknown), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $model, global batch $batch at $size, $iters timed steps after 2 warm-up steps, PyTorch's BLAS: ${PEER_BLAS:-system}"
+bench_header "$model, global batch $batch at $size, $iters timed steps after 2 warm-up steps, PyTorch's BLAS: ${PEER_BLAS:-system}"
 runs=(ours1 ours2 torch1 ddp2)
 for r in $(seq 1 "$rounds"); do
   echo "## round $r"

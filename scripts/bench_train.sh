@@ -33,10 +33,10 @@ case "$mode" in
   sequential|lockstep) ;;
   *) echo "bench_train: MODE must be sequential or lockstep, got $mode" >&2; exit 2 ;;
 esac
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-go build -o "$work/ortrain" ./cmd/ortrain
-echo "# $(date -u '+%F %H:%M') build $(git describe --always --dirty 2>/dev/null || echo unknown), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $model, batch $batch at 224, $iters timed steps after 2 warm-up steps, $mode, PyTorch's BLAS: ${PEER_BLAS:-system}"
+# shellcheck source=bench/common.sh
+. scripts/bench/common.sh
+bench_setup
+bench_header "$model, batch $batch at 224, $iters timed steps after 2 warm-up steps, $mode, PyTorch's BLAS: ${PEER_BLAS:-system}"
 # num UNIT prints the number before UNIT in a result line (UNIT as a sed
 # pattern: 'img\/s', 'ms\/step').
 num() { sed -n "s/.* \([0-9.]*\) $1.*/\1/p"; }
