@@ -383,6 +383,9 @@ func BenchmarkKernelStridedPointwise(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
+					if err := g.LowerNchwc(16); err != nil {
+						b.Fatal(err)
+					}
 					return append([]*Value{y}, grads...)
 				})
 			})
@@ -441,6 +444,55 @@ func BenchmarkKernelNchwcConv(b *testing.B) {
 						return []*Value{out}
 					}
 					return []*Value{y}
+				})
+			})
+		}
+	}
+}
+
+// BenchmarkKernelConvGemm: a convolution with its input and weight
+// gradients as the step writes them (Conv, then the rules of convgrad.go),
+// or rewritten by ConvsAsGemm first (one product over the batch each),
+// at the small planes of ResNet-18 and -50 at 64x64, batch 64 ("B64"), and
+// of layer 4 at 224, batch 16. The Conv form is then lowered as the step
+// is (LowerNchwc: at 7x7 the 3x3 forward and input gradient are blocked;
+// block 16 gives the same graph as 8 at these channel counts).
+func BenchmarkKernelConvGemm(b *testing.B) {
+	type shape struct {
+		name                string
+		n, ci, co, hw, k, s int64
+	}
+	for _, p := range []shape{
+		{"3x3/B64/512x2", 64, 512, 512, 2, 3, 1}, {"3x3s2/B64/256to512x4", 64, 256, 512, 4, 3, 2},
+		{"3x3/B64/256x4", 64, 256, 256, 4, 3, 1}, {"3x3/B64/128x8", 64, 128, 128, 8, 3, 1},
+		{"3x3/B16/512x7", 16, 512, 512, 7, 3, 1}, {"1x1/B64/512to2048x2", 64, 512, 2048, 2, 1, 1},
+		{"1x1/B64/2048to512x2", 64, 2048, 512, 2, 1, 1}, {"1x1/B16/2048to512x7", 16, 2048, 512, 7, 1, 1},
+		{"3x3s2/B64/128to256x8", 64, 128, 256, 8, 3, 2}, {"3x3s2/B16/512x14", 16, 512, 512, 14, 3, 2},
+		{"1x1/B64/1024to256x4", 64, 1024, 256, 4, 1, 1}, {"1x1/B64/256to1024x4", 64, 256, 1024, 4, 1, 1},
+	} {
+		pad := (p.k - 1) / 2
+		o := ConvOpts{Pads: []int64{pad, pad, pad, pad}, Strides: []int64{p.s, p.s}}
+		out := (p.hw+2*pad-p.k)/p.s + 1
+		shapes := [][]int64{{p.n, p.ci, p.hw, p.hw}, {p.co, p.ci, p.k, p.k}, {p.n, p.co, out, out}}
+		for _, gemm := range []bool{false, true} {
+			name := map[bool]string{false: "Conv/", true: "Gemm/"}[gemm] + p.name
+			b.Run(name, func(b *testing.B) {
+				benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+					y := g.Conv(in[0], in[1], nil, o)
+					if gemm {
+						if k, err := g.convsAsGemm(func(convArgs) bool { return true }); err != nil || k != 1 {
+							b.Fatalf("ConvsAsGemm rewrote %d, %v", k, err)
+						}
+					}
+					loss := g.ReduceSum(g.Mul(y, in[2]), nil, false)
+					grads, err := g.Gradients(loss, in[:2], g.Scalar(Float, 1))
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := g.LowerNchwc(16); err != nil {
+						b.Fatal(err)
+					}
+					return append([]*Value{y}, grads...)
 				})
 			})
 		}

@@ -58,7 +58,7 @@ type Config struct {
 	Device         string `json:"device"`
 	// PlainConv keeps ONNX Runtime's plain convolutions on the CPU: the
 	// portable step graph, without the blocked 3x3 kernels
-	// (StepOptions.NchwcBlock).
+	// (StepOptions.NchwcBlock) and batch-wide products (BatchGemm).
 	PlainConv bool   `json:"plain_conv,omitempty"`
 	Threads   int    `json:"threads"`
 	Workers   int    `json:"workers"`

@@ -49,6 +49,10 @@ type oracleCase struct {
 	lr            float32
 	fp16, distill bool
 	start         start
+	// cpu checks the step the trainer runs on the CPU: blocked
+	// convolutions and small planes as batch-wide products
+	// (StepOptions.NchwcBlock, BatchGemm).
+	cpu bool
 }
 
 func (c oracleCase) String() string {
@@ -58,6 +62,9 @@ func (c oracleCase) String() string {
 	}
 	if c.distill {
 		s += "_distill"
+	}
+	if c.cpu {
+		s += "_cpu"
 	}
 	return s
 }
@@ -134,7 +141,15 @@ func runOracle(t *testing.T, c oracleCase) *oracleResult {
 	testutil.InitORT(t)
 	const classes = 10
 	mo := models.Options{Name: c.arch, Classes: classes, ImageSize: c.size, Batch: c.batch, Seed: 42, ZeroGamma: c.start == startZeroGamma}
-	step, err := BuildStep(StepOptions{Model: mo, NoBiasDecay: true, Probes: true, FP16: c.fp16, Distill: c.distill})
+	so := StepOptions{Model: mo, NoBiasDecay: true, Probes: true, FP16: c.fp16, Distill: c.distill}
+	if c.cpu {
+		block, err := NchwcBlock(runtime.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		so.NchwcBlock, so.BatchGemm = block, true
+	}
+	step, err := BuildStep(so)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,6 +464,12 @@ func TestStepOracle(t *testing.T) {
 		{arch: "resnet50d", start: startSmallGamma, fp16: true},
 		// The recipe's start over three steps.
 		{arch: "resnet50d", start: startZeroGamma, steps: 3},
+		// The CPU step (blocked convolutions, batch-wide products on the
+		// small planes), where a comparison with the portable step would
+		// see ReLU masks flip (TestLoweredStepMatchesPortable).
+		{arch: "resnet18", start: startSmallGamma, cpu: true},
+		{arch: "resnet50", start: startWarm, distill: true, cpu: true},
+		{arch: "resnet50d", start: startSmallGamma, cpu: true},
 	}
 	for _, c := range cases {
 		if c.size == 0 {

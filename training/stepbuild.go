@@ -88,6 +88,11 @@ func (b *stepBuilder) forward() error {
 	if err := b.g.SubsamplePointwise(); err != nil {
 		return err
 	}
+	if b.o.BatchGemm {
+		if _, err := b.g.ConvsAsGemm(); err != nil {
+			return err
+		}
+	}
 	b.g.Name = m.Name + "_train_step"
 	b.g.Doc = fmt.Sprintf("Train step of %s: forward (batch statistics), loss, backward and Nesterov SGD; inputs are the state and a batch, outputs the next state.", m.Name)
 	return nil

@@ -187,12 +187,13 @@ func (t *Trainer) stepOptions(rt runtime.Options) StepOptions {
 		t.Convolutions = "plain (as asked)"
 	default:
 		// The blocked convolutions when this ONNX Runtime has them
-		// (NchwcBlock's probe); otherwise the portable step.
+		// (NchwcBlock's probe); small planes as batch-wide products.
+		so.BatchGemm = true
 		var err error
 		if so.NchwcBlock, err = NchwcBlock(rt); err != nil {
-			t.Convolutions = fmt.Sprintf("plain (%v)", err)
+			t.Convolutions = fmt.Sprintf("plain (%v), small planes as batch-wide products", err)
 		} else {
-			t.Convolutions = fmt.Sprintf("blocked (ONNX Runtime NCHWc, block %d)", so.NchwcBlock)
+			t.Convolutions = fmt.Sprintf("blocked (ONNX Runtime NCHWc, block %d), small planes as batch-wide products", so.NchwcBlock)
 		}
 	}
 	return so

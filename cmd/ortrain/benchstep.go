@@ -26,7 +26,8 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	fp16 := fs.Bool("fp16", false, "mixed-precision step")
 	profile := fs.String("profile", "", "write an ONNX Runtime profile with this file-name prefix")
 	noArena := fs.Bool("no-arena", false, "turn off ONNX Runtime's CPU memory arena")
-	plainConv := fs.Bool("plain-conv", false, "on the CPU, keep ONNX Runtime's plain convolutions: the portable step graph, without its blocked (NCHWc) 3x3 kernels")
+	plainConv := fs.Bool("plain-conv", false, "on the CPU, keep ONNX Runtime's plain convolutions: the portable step graph, without its blocked (NCHWc) 3x3 kernels and batch-wide products")
+	batchGemm := fs.Bool("batch-gemm", true, "on the CPU, convolutions on small planes as one product over the batch (false: to measure what that gives)")
 	turnIn := fs.String("turn-in", "", "lockstep with another process (benchmarks): before each step, wait for a byte on this FIFO")
 	turnOut := fs.String("turn-out", "", "lockstep: after each step, write a byte to this FIFO")
 	freezeBackbone := fs.Bool("freeze-backbone", false, "the step of a run with --freeze-backbone: gradients for the classifier alone")
@@ -61,6 +62,7 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	if opts.Provider.CPU() && !*plainConv && !*fp16 {
+		so.BatchGemm = *batchGemm
 		var perr error
 		if so.NchwcBlock, perr = training.NchwcBlock(opts); perr != nil {
 			fmt.Fprintf(stderr, "bench-step: plain convolutions (%v)\n", perr)
@@ -91,6 +93,9 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 	}
 	if so.NchwcBlock > 0 {
 		kind += fmt.Sprintf(", blocked 3x3 convolutions (NCHWc, block %d)", so.NchwcBlock)
+	}
+	if so.BatchGemm {
+		kind += ", small planes as batch-wide products"
 	}
 	if *freezeBackbone {
 		kind += ", backbone frozen"

@@ -263,7 +263,7 @@ func addTrainFlags(fs *pflag.FlagSet, cfg *training.Config) *trainFlags {
 	fs.StringVar(&cfg.SmoothingRule, "smoothing-rule", cfg.SmoothingRule, "paper (eps/(K-1) off target) or uniform (eps/K, PyTorch's)")
 	fs.Float64Var(&cfg.MixupAlpha, "mixup-alpha", cfg.MixupAlpha, "mixup Beta(alpha, alpha); 0 turns mixup off")
 	fs.BoolVar(&cfg.FP16, "fp16", cfg.FP16, "mixed precision: float16 compute, float32 master weights, dynamic loss scaling")
-	fs.BoolVar(&cfg.PlainConv, "plain-conv", cfg.PlainConv, "on the CPU, keep ONNX Runtime's plain convolutions: the portable step graph, without its blocked (NCHWc) 3x3 kernels (slower)")
+	fs.BoolVar(&cfg.PlainConv, "plain-conv", cfg.PlainConv, "on the CPU, keep ONNX Runtime's plain convolutions: the portable step graph, without its blocked (NCHWc) 3x3 kernels and batch-wide products on small planes (slower)")
 	fs.StringVar(&cfg.Init, "init", cfg.Init, "start from these weights (safetensors, PyTorch .pth, ONNX, or an ortrain checkpoint) instead of a random initialization; a classifier of another class count is initialized anew")
 	fs.BoolVar(&cfg.FreezeBackbone, "freeze-backbone", cfg.FreezeBackbone, "train the classifier (fc) alone: every other weight and statistic held fixed, BatchNorm in inference mode")
 	fs.BoolVar(&cfg.FreezeBN, "freeze-bn", cfg.FreezeBN, "BatchNorm normalizes by its running statistics, which stay fixed (gamma and beta still train)")
