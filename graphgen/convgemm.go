@@ -2,26 +2,30 @@ package graphgen
 
 import "fmt"
 
-// Thresholds of ConvsAsGemm (BenchmarkKernelConvGemm, 2 threads; the
-// numbers are in docs/results/bench/history.md).
+// Thresholds of ConvsAsGemm, output planes (Ho*Wo) up to which the
+// product wins: BenchmarkKernelConvGemm (one convolution with both
+// gradients, 2 threads), then the whole step (ortrain bench-step, two
+// rounds each); the numbers are in docs/results/bench/history.md.
 const (
-	// gemmMaxPlane: convolutions with an output plane up to 3x3 run as one
-	// product over the batch (3x3 at 2x2, batch 64: 2.8 times the Conv's
-	// speed with both gradients; 1x1: 1.3-1.8 times). At 4x4 the two
-	// forms tie, at 8x8 and at 7x7, batch 16 (blocked by LowerNchwc) the
-	// Conv wins.
-	gemmMaxPlane = 3 * 3
-	// gemmMaxStridedPlane: strided convolutions, whose input gradient
-	// is otherwise a strided ConvTranspose, up to an output plane of 7x7
-	// (3x3 stride 2, batch 64, to 2x2: 6.7 times; to 4x4: 1.5 times;
-	// batch 16 to 7x7: 1.2 times).
+	// gemmMaxPlane, 3x3 stride 1: 2.8 times the Conv's speed at 2x2,
+	// batch 64; a tie at 4x4 alone, but the ResNet-50 step at 64x64
+	// gains 7-11% with its 4x4 planes included; at 8x8, and at 7x7 batch
+	// 16 (blocked by LowerNchwc), the Conv wins.
+	gemmMaxPlane = 4 * 4
+	// gemmMaxPointwisePlane, 1x1 stride 1 (strided ones are subsampled
+	// first): 1.3-1.8 times at 2x2, 1.1 at 7x7 batch 16 (the ResNet-50
+	// step at 224: 3-5%).
+	gemmMaxPointwisePlane = 7 * 7
+	// gemmMaxStridedPlane, strided convolutions, whose input gradient is
+	// otherwise a strided ConvTranspose: 3x3 stride 2, batch 64, to 2x2:
+	// 6.7 times; to 4x4: 1.5 times; batch 16 to 7x7: 1.2 times.
 	gemmMaxStridedPlane = 7 * 7
 )
 
 // ConvsAsGemm rewrites, on a forward graph before Gradients, each float32
 // 2-D convolution with one group and static shapes whose output plane
-// (Ho*Wo) is small (gemmMaxPlane, or gemmMaxStridedPlane for strided ones)
-// as one matrix product over the whole batch:
+// (Ho*Wo) is small (the thresholds above) as one matrix product over the
+// whole batch:
 //
 //	cols = Reshape(x, N*Ci, H*W) x G            (N*Ci, taps*Ho*Wo)
 //	A    = cols as (Ci*taps, N*Ho*Wo)           (a Transpose)
@@ -51,10 +55,13 @@ const (
 // convolutions it rewrote.
 func (g *Graph) ConvsAsGemm() (int, error) {
 	return g.convsAsGemm(func(a convArgs) bool {
-		if a.stride1() {
-			return a.plane() <= gemmMaxPlane
+		switch {
+		case !a.stride1():
+			return a.plane() <= gemmMaxStridedPlane
+		case a.taps() == 1:
+			return a.plane() <= gemmMaxPointwisePlane
 		}
-		return a.plane() <= gemmMaxStridedPlane
+		return a.plane() <= gemmMaxPlane
 	})
 }
 

@@ -27,15 +27,21 @@ bench_setup
 . scripts/bench/peer_blas.sh
 peer_blas "$work" bench_epoch
 bench_header "$model at $size, batch $batch, one epoch of $data, PyTorch's BLAS: ${PEER_BLAS:-system}"
-# last RUN prints the training img/s and the epoch's seconds of a run folder.
-last() { python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1]+"/metrics.jsonl")][-1]; print("%.2f %.1f" % (r["train_img_per_s"], r["epoch_seconds"]))' "$1"; }
+# last RUN prints the training img/s and the epoch's seconds of a run
+# folder, then where ortrain's seconds went (metrics.jsonl).
+last() { python3 -c '
+import json,sys
+r=[json.loads(l) for l in open(sys.argv[1]+"/metrics.jsonl")][-1]
+print("%.2f %.1f" % (r["train_img_per_s"], r["epoch_seconds"]), end="")
+if "step_seconds" in r: print(" (steps %.1f s, waiting for data %.1f s, evaluation %.1f s)" % (r["step_seconds"], r["data_wait_seconds"], r["eval_seconds"]), end="")
+print()' "$1"; }
 ours() {
   "$work/ortrain" train --data "$data" --out "$work/ours$1" --overwrite --model "$model" --image-size "$size" --epochs 1 \
     --batch-size "$batch" --lr-base 0.4 --lr-mode cosine --warmup-epochs 1 --label-smoothing 0.1 --smoothing-rule uniform \
     --zero-gamma --no-bias-decay --mixup-alpha 0 --seed 1 --keep 0 > "$work/ours$1.log" 2>&1 ||
     { cat "$work/ours$1.log" >&2; exit 1; }
   set -- "$1" $(last "$work/ours$1")
-  echo "ortrain train: $2 img/s training, $3 s for the epoch"
+  echo "ortrain train: $2 img/s training, $3 s for the epoch ${*:4}"
   ours_ips=$2
 }
 peer() {

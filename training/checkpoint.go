@@ -184,4 +184,9 @@ type EpochSums struct {
 	ResumedImages int `json:"-"`
 	// AllReduceSec is the time spent summing gradients over the processes.
 	AllReduceSec float64 `json:"-"`
+	// DataWaitSec is the time the trainer waited for a prepared batch,
+	// StepSec the time in the steps (inputs copied in, the step run,
+	// all-reduce included), since the epoch's start or resume (after
+	// globalSums, the mean over the processes).
+	DataWaitSec, StepSec float64 `json:"-"`
 }

@@ -38,6 +38,13 @@ type EpochRecord struct {
 	Unreadable  int     `json:"unreadable_images"`
 	LossScale   float64 `json:"loss_scale,omitempty"`
 	Seconds     float64 `json:"epoch_seconds"`
+	// Where the epoch's seconds went (the mean over the processes of a
+	// data-parallel job): waiting for batches (decoding and augmenting
+	// behind the steps), in the steps, and evaluating; the rest is
+	// checkpoints, metrics and plots.
+	DataWaitSeconds float64 `json:"data_wait_seconds"`
+	StepSeconds     float64 `json:"step_seconds"`
+	EvalSeconds     float64 `json:"eval_seconds"`
 }
 
 // ReadMetrics reads metrics.jsonl of a run folder (empty when absent).
@@ -68,14 +75,15 @@ func ReadMetrics(dir string) ([]EpochRecord, error) {
 // accuracy.png, lr.png) from the history.
 func WriteMetrics(dir string, hist []EpochRecord) error {
 	var jl, csv bytes.Buffer
-	csv.WriteString("epoch,step,lr,train_loss,train_loss_hard,train_loss_soft,train_top1,val_top1,val_top5,val_loss,train_img_per_s,teacher_ms_per_batch,skipped_steps,unreadable_images,loss_scale,epoch_seconds\n")
+	csv.WriteString("epoch,step,lr,train_loss,train_loss_hard,train_loss_soft,train_top1,val_top1,val_top5,val_loss,train_img_per_s,teacher_ms_per_batch,skipped_steps,unreadable_images,loss_scale,epoch_seconds,data_wait_seconds,step_seconds,eval_seconds\n")
 	f := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
 	for _, r := range hist {
 		b, _ := json.Marshal(r)
 		jl.Write(b)
 		jl.WriteByte('\n')
-		fmt.Fprintf(&csv, "%d,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%d,%s,%s\n", r.Epoch, r.Step, f(r.LR), f(r.TrainLoss), f(r.TrainHard), f(r.TrainSoft),
-			f(r.TrainTop1), f(r.ValTop1), f(r.ValTop5), f(r.ValLoss), f(r.ImagesPerS), f(r.TeacherMS), r.Skipped, r.Unreadable, f(r.LossScale), f(r.Seconds))
+		fmt.Fprintf(&csv, "%d,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%d,%s,%s,%s,%s,%s\n", r.Epoch, r.Step, f(r.LR), f(r.TrainLoss), f(r.TrainHard), f(r.TrainSoft),
+			f(r.TrainTop1), f(r.ValTop1), f(r.ValTop5), f(r.ValLoss), f(r.ImagesPerS), f(r.TeacherMS), r.Skipped, r.Unreadable, f(r.LossScale), f(r.Seconds),
+			f(r.DataWaitSeconds), f(r.StepSeconds), f(r.EvalSeconds))
 	}
 	if err := atomicfile.Write(filepath.Join(dir, "metrics.jsonl"), jl.Bytes()); err != nil {
 		return err

@@ -150,13 +150,13 @@ func (t *Trainer) globalSums(s EpochSums) (EpochSums, error) {
 		return s, nil
 	}
 	v := []float64{s.Loss, s.Hard, s.Soft, s.TeacherSec, float64(s.Correct), float64(s.Seen), float64(s.Unreadable),
-		float64(s.Images), float64(s.ResumedImages), s.AllReduceSec}
+		float64(s.Images), float64(s.ResumedImages), s.AllReduceSec, s.DataWaitSec, s.StepSec}
 	if err := t.comm.AllReduceSum64(v); err != nil {
 		return s, err
 	}
 	n := float64(t.comm.Size())
 	return EpochSums{Loss: v[0], Hard: v[1], Soft: v[2], TeacherSec: v[3], Correct: int(v[4]), Seen: int(v[5]), Skipped: s.Skipped,
-		Unreadable: int(v[6]), Images: int(v[7]), ResumedImages: int(v[8]), AllReduceSec: v[9] / n}, nil
+		Unreadable: int(v[6]), Images: int(v[7]), ResumedImages: int(v[8]), AllReduceSec: v[9] / n, DataWaitSec: v[10] / n, StepSec: v[11] / n}, nil
 }
 
 // checkSameWeights fails unless every process holds the same parameters

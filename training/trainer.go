@@ -253,14 +253,16 @@ func (t *Trainer) Run(ctx context.Context) error {
 			return ErrInterrupted
 		}
 		trainSec := time.Since(start).Seconds() // the rate is of training alone
+		evalStart := time.Now()
 		ev, err := t.Evaluate()
 		if err != nil {
 			return err
 		}
+		evalSec := time.Since(evalStart).Seconds()
 		if err := t.checkSameWeights(fmt.Sprintf("after epoch %d", epoch+1)); err != nil {
 			return err
 		}
-		rec := t.epochRecord(epoch, sums, ev, trainSec, time.Since(start).Seconds())
+		rec := t.epochRecord(epoch, sums, ev, trainSec, evalSec, time.Since(start).Seconds())
 		t.hist = append(t.hist, rec)
 		t.meta.Epoch, t.meta.Batch, t.meta.LastTop1, t.meta.Partial = epoch+1, 0, ev.Top1, EpochSums{}
 		fmt.Fprintln(t.Log, t.epochLine(rec, ev))
@@ -304,7 +306,10 @@ func (t *Trainer) trainEpoch(ctx context.Context, loader *data.Loader, epoch int
 		}
 	}()
 	micro := 0
+	waited := time.Now()
 	for p := range batches {
+		stepped := time.Now()
+		sums.DataWaitSec += stepped.Sub(waited).Seconds()
 		if !t.split() {
 			err = t.trainBatch(p, &sums)
 		} else if err = t.accumulate(p, &sums); err == nil {
@@ -317,6 +322,7 @@ func (t *Trainer) trainEpoch(ctx context.Context, loader *data.Loader, epoch int
 		if err != nil {
 			return sums, false, err
 		}
+		sums.StepSec += time.Since(stepped).Seconds()
 		t.done++
 		stop, err := t.agreeStop(ctx.Err() != nil || (t.StopAfter > 0 && t.done >= t.StopAfter))
 		if err != nil || stop {
@@ -325,6 +331,7 @@ func (t *Trainer) trainEpoch(ctx context.Context, loader *data.Loader, epoch int
 		if err := t.checkpointMidEpoch(sums); err != nil {
 			return sums, false, err
 		}
+		waited = time.Now()
 	}
 	return sums, false, nil
 }
@@ -442,14 +449,15 @@ func (t *Trainer) trainBatch(p *prepared, sums *EpochSums) error {
 }
 
 // epochRecord is the metrics line of a finished epoch.
-func (t *Trainer) epochRecord(epoch int, sums EpochSums, ev EvalResult, trainSec, sec float64) EpochRecord {
+func (t *Trainer) epochRecord(epoch int, sums EpochSums, ev EvalResult, trainSec, evalSec, sec float64) EpochRecord {
 	c := &t.Config
 	nb := math.Max(float64(sums.Seen/c.BatchSize), 1)
 	rec := EpochRecord{Epoch: epoch + 1, Step: t.meta.Step, LR: t.sched.LR(max(t.meta.Step-1, 0)),
 		TrainLoss: sums.Loss / nb, TrainTop1: float64(sums.Correct) / math.Max(float64(sums.Seen), 1),
 		ValTop1: ev.Top1, ValTop5: ev.Top5, ValLoss: ev.Loss,
 		ImagesPerS: float64(sums.Images-sums.ResumedImages) / trainSec, // this process's images
-		Skipped:    sums.Skipped, Unreadable: sums.Unreadable, Seconds: sec}
+		Skipped:    sums.Skipped, Unreadable: sums.Unreadable, Seconds: sec,
+		DataWaitSeconds: sums.DataWaitSec, StepSeconds: sums.StepSec, EvalSeconds: evalSec}
 	if t.Teacher != nil {
 		rec.TrainHard, rec.TrainSoft = sums.Hard/nb, sums.Soft/nb
 		rec.TeacherMS = 1000 * sums.TeacherSec / float64(max(sums.Images/c.BatchSize, 1))
@@ -478,8 +486,9 @@ func (t *Trainer) epochLine(rec EpochRecord, ev EvalResult) string {
 	if t.Teacher != nil {
 		notes += fmt.Sprintf(", loss hard %.4f soft %.4f, teacher %.0f ms/batch", rec.TrainHard, rec.TrainSoft, rec.TeacherMS)
 	}
-	return fmt.Sprintf("epoch %d/%d: train loss %.4f, val top-1 %.2f%%, top-5 %.2f%%, val loss %.4f, %.1f img/s, %.0fs%s",
-		rec.Epoch, t.Config.Epochs, rec.TrainLoss, 100*rec.ValTop1, 100*rec.ValTop5, rec.ValLoss, rec.ImagesPerS, rec.Seconds, notes)
+	return fmt.Sprintf("epoch %d/%d: train loss %.4f, val top-1 %.2f%%, top-5 %.2f%%, val loss %.4f, %.1f img/s, %.0fs (steps %.0fs, waiting for data %.0fs, evaluation %.0fs)%s",
+		rec.Epoch, t.Config.Epochs, rec.TrainLoss, 100*rec.ValTop1, 100*rec.ValTop5, rec.ValLoss, rec.ImagesPerS, rec.Seconds,
+		rec.StepSeconds, rec.DataWaitSeconds, rec.EvalSeconds, notes)
 }
 
 // prepared is a batch ready for a step: images, soft targets (smoothed,

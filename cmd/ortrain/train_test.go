@@ -168,6 +168,13 @@ func TestTrainEndToEnd(t *testing.T) {
 	if hist[3].ValTop1 < 0.35 {
 		t.Errorf("val top-1 %.1f%% after 4 epochs, want well above chance (10%%)", 100*hist[3].ValTop1)
 	}
+	// Where each epoch's time went: every part measured, together within
+	// the epoch's seconds.
+	for _, r := range hist {
+		if parts := r.DataWaitSeconds + r.StepSeconds + r.EvalSeconds; r.StepSeconds <= 0 || r.EvalSeconds <= 0 || r.DataWaitSeconds < 0 || parts > r.Seconds {
+			t.Errorf("epoch %d: waiting %.3fs, steps %.3fs, evaluation %.3fs of %.3fs", r.Epoch, r.DataWaitSeconds, r.StepSeconds, r.EvalSeconds, r.Seconds)
+		}
+	}
 	for _, f := range []string{"config.json", "metrics.csv", "loss.png", "accuracy.png", "lr.png", "model.onnx", "checkpoints/best.ckpt"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("missing %s", f)
