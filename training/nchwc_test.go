@@ -29,10 +29,10 @@ func TestLoweredStepMatchesPortable(t *testing.T) {
 		t.Fatalf("NchwcBlock = %d, %v; want 8 or 16 on x86-64 (ONNX Runtime picks 16 with AVX-512, else 8)", block, err)
 	}
 	for _, c := range []struct {
-		model          string
-		smallGamma     bool
-		blocked        int // at least
-		gemms          int
+		model      string
+		smallGamma bool
+		blocked    int // at least
+		gemms      int
 	}{
 		// Blocked: the deep stem's second and third, layer1's three, and
 		// their input gradients (the stem's second's input gradient
