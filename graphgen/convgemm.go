@@ -2,23 +2,22 @@ package graphgen
 
 import "fmt"
 
-// Thresholds of ConvsAsGemm, output planes (Ho*Wo) up to which the
-// product wins: BenchmarkKernelConvGemm (one convolution with both
-// gradients, 2 threads), then the whole step (ortrain bench-step, two
-// rounds each); the numbers are in docs/results/bench/history.md.
+// Thresholds of ConvsAsGemm: the output planes (Ho*Wo) up to which the
+// product beats ONNX Runtime's Conv, each with its input and weight
+// gradients, lowered as the step is (BenchmarkKernelConvGemm, 2 threads;
+// the numbers are in docs/results/bench/history.md).
 const (
-	// gemmMaxPlane, 3x3 stride 1: 2.8 times the Conv's speed at 2x2,
-	// batch 64; a tie at 4x4 alone, but the ResNet-50 step at 64x64
-	// gains 7-11% with its 4x4 planes included; at 8x8, and at 7x7 batch
-	// 16 (blocked by LowerNchwc), the Conv wins.
+	// gemmMaxPlane, 3x3 stride 1: 2.2 times the Conv's speed on 2x2
+	// planes of 512 channels, batch 64; 1.13 times on 4x4 of 256; 0.86
+	// on 8x8 of 128, and 0.57 against the blocked Conv on 7x7, batch 16.
 	gemmMaxPlane = 4 * 4
 	// gemmMaxPointwisePlane, 1x1 stride 1 (strided ones are subsampled
-	// first): 1.3-1.8 times at 2x2, 1.1 at 7x7 batch 16 (the ResNet-50
-	// step at 224: 3-5%).
-	gemmMaxPointwisePlane = 7 * 7
+	// first): 1.6-2.7 times on 2x2, batch 64; 0.76-0.82 on 4x4, and on
+	// 7x7, batch 16.
+	gemmMaxPointwisePlane = 2 * 2
 	// gemmMaxStridedPlane, strided convolutions, whose input gradient is
-	// otherwise a strided ConvTranspose: 3x3 stride 2, batch 64, to 2x2:
-	// 6.7 times; to 4x4: 1.5 times; batch 16 to 7x7: 1.2 times.
+	// otherwise a strided ConvTranspose: 3x3 stride 2 to 2x2, batch 64:
+	// 2.9 times; to 4x4: 1.07; to 7x7, batch 16: 1.09.
 	gemmMaxStridedPlane = 7 * 7
 )
 

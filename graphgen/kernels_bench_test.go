@@ -378,15 +378,7 @@ func BenchmarkKernelStridedPointwise(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
-					loss := g.ReduceSum(g.Mul(y, in[2]), nil, false)
-					grads, err := g.Gradients(loss, in[:2], g.Scalar(Float, 1))
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := g.LowerNchwc(16); err != nil {
-						b.Fatal(err)
-					}
-					return append([]*Value{y}, grads...)
+					return convWithGradients(b, g, y, in)
 				})
 			})
 		}
@@ -454,9 +446,8 @@ func BenchmarkKernelNchwcConv(b *testing.B) {
 // gradients as the step writes them (Conv, then the rules of convgrad.go),
 // or rewritten by ConvsAsGemm first (one product over the batch each),
 // at the small planes of ResNet-18 and -50 at 64x64, batch 64 ("B64"), and
-// of layer 4 at 224, batch 16. The Conv form is then lowered as the step
-// is (LowerNchwc: at 7x7 the 3x3 forward and input gradient are blocked;
-// block 16 gives the same graph as 8 at these channel counts).
+// of layer 4 at 224, batch 16; both lowered as the step is (at 7x7 the
+// Conv form's 3x3 forward and input gradient are blocked).
 func BenchmarkKernelConvGemm(b *testing.B) {
 	type shape struct {
 		name                string
@@ -484,17 +475,25 @@ func BenchmarkKernelConvGemm(b *testing.B) {
 							b.Fatalf("ConvsAsGemm rewrote %d, %v", k, err)
 						}
 					}
-					loss := g.ReduceSum(g.Mul(y, in[2]), nil, false)
-					grads, err := g.Gradients(loss, in[:2], g.Scalar(Float, 1))
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := g.LowerNchwc(16); err != nil {
-						b.Fatal(err)
-					}
-					return append([]*Value{y}, grads...)
+					return convWithGradients(b, g, y, in)
 				})
 			})
 		}
 	}
+}
+
+// convWithGradients is a benchmark's outputs for a convolution y of in[0]
+// by in[1]: y, and its input and weight gradients for dY = in[2], lowered
+// as the step is (LowerNchwc; block 16 gives the graph block 8 would at
+// the channel counts of these benchmarks).
+func convWithGradients(b *testing.B, g *Graph, y *Value, in []*Value) []*Value {
+	loss := g.ReduceSum(g.Mul(y, in[2]), nil, false)
+	grads, err := g.Gradients(loss, in[:2], g.Scalar(Float, 1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := g.LowerNchwc(16); err != nil {
+		b.Fatal(err)
+	}
+	return append([]*Value{y}, grads...)
 }

@@ -36,12 +36,12 @@ func TestLoweredStepMatchesPortable(t *testing.T) {
 	}{
 		// Blocked: the deep stem's second and third, layer1's three, and
 		// their input gradients (the stem's second's input gradient
-		// included). Products: every convolution on layer 3's 4x4 and
-		// layer 4's 2x2 planes, shortcuts included, but layer3.0's first
-		// 1x1, on 8x8.
-		{"resnet50d", false, 10, 28},
-		// Products: layer 3's five and layer 4's five.
-		{"resnet18", true, 4, 10},
+		// included). Products: the 3x3s of layer 3 (on 4x4, one strided)
+		// and layer 4 (on 2x2, one strided), and layer 4's 1x1s but
+		// layer4.0's first (on 4x4), the shortcut included.
+		{"resnet50d", false, 10, 15},
+		// Products: the 3x3s of layers 3 and 4, and layer 4's shortcut.
+		{"resnet18", true, 4, 9},
 	} {
 		t.Run(c.model, func(t *testing.T) {
 			mo := models.Options{Name: c.model, Classes: 10, ImageSize: 64, Batch: 4, Seed: 3, ZeroGamma: true}

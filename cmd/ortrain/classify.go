@@ -257,7 +257,7 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	}
 	l := &data.Loader{Data: ds, Batch: *batch, Size: c.size, Workers: *workers, Eval: c.eval}
 	l.BadLimit = 1 // evaluation reports unreadable images instead of stopping
-	res, err := training.EvaluateBatches(l, c.sess, make([]*runtime.Tensor, 1), c.k)
+	res, err := training.EvaluateBatches(l, c.sess, make([]*runtime.Tensor, 1), c.k, false)
 	if err != nil {
 		return err
 	}
