@@ -38,7 +38,7 @@ if [ -n "${PER_CLASS:-}" ]; then
     for dir in "$data/$split"/*/; do
       class=$(basename "$dir")
       mkdir -p "$work/data/$split/$class"
-      find "$(cd "$dir" && pwd)" -maxdepth 1 -type f | LC_ALL=C sort | head -n "$n" | xargs -r ln -s -t "$work/data/$split/$class"
+      find "$(cd "$dir" && pwd)" -maxdepth 1 -type f | LC_ALL=C sort | sed -n "1,${n}p" | xargs -r ln -s -t "$work/data/$split/$class"
     done
   done
   what="$data, the first $PER_CLASS training and $((PER_CLASS / 4)) validation images of each class"
