@@ -45,7 +45,7 @@ const (
 // weight again (ResNet-18's layer 4 at 64x64: 37 GMAC/s where larger
 // planes reach 80-235). Here the weight is read once per batch. G's
 // product costs H*W/Co of the convolution's, which is what bounds the
-// planes.
+// planes, and never more than the convolution (H*W <= Co).
 //
 // For the CPU step, by choice, not by validity: the graph stays standard
 // ONNX, but a GPU's convolutions have no such loss. A non-finite input
@@ -55,6 +55,8 @@ const (
 func (g *Graph) ConvsAsGemm() (int, error) {
 	return g.convsAsGemm(func(a convArgs) bool {
 		switch {
+		case a.x.Shape[2].Size*a.x.Shape[3].Size > a.d.Shape[1].Size:
+			return false // G's product would cost more than the convolution
 		case !a.stride1():
 			return a.plane() <= gemmMaxStridedPlane
 		case a.taps() == 1:

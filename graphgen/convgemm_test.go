@@ -72,24 +72,26 @@ func TestConvsAsGemmKeepsResults(t *testing.T) {
 // name and leaves the rest, float16 and grouped convolutions as Convs.
 func TestConvsAsGemmChoice(t *testing.T) {
 	type choice struct {
-		dt              DType
-		ci, hw, k, s, g int64
-		want            bool
+		dt                  DType
+		ci, co, hw, k, s, g int64
+		want                bool
 	}
 	for _, c := range []choice{
-		{Float, 64, 2, 3, 1, 1, true},
-		{Float, 64, 4, 3, 1, 1, true},
-		{Float, 64, 5, 3, 1, 1, false}, // 3x3 stride 1 above 4x4
-		{Float, 64, 2, 1, 1, 1, true},
-		{Float, 64, 4, 1, 1, 1, false},
-		{Float, 64, 14, 3, 2, 1, true},  // strided to 7x7
-		{Float, 64, 16, 3, 2, 1, false}, // strided to 8x8
-		{Float16, 64, 2, 3, 1, 1, false},
-		{Float, 64, 2, 3, 1, 4, false},
+		{Float, 64, 256, 2, 3, 1, 1, true},
+		{Float, 64, 256, 4, 3, 1, 1, true},
+		{Float, 64, 256, 5, 3, 1, 1, false}, // 3x3 stride 1 above 4x4
+		{Float, 64, 256, 2, 1, 1, 1, true},
+		{Float, 64, 256, 4, 1, 1, 1, false},
+		{Float, 64, 256, 14, 3, 2, 1, true},  // strided to 7x7
+		{Float, 64, 256, 16, 3, 2, 1, false}, // strided to 8x8
+		{Float, 64, 256, 14, 1, 2, 1, true},  // strided 1x1 (not subsampled) to 7x7
+		{Float, 64, 128, 14, 3, 2, 1, false}, // 196 input positions, 128 output channels: G costs more
+		{Float16, 64, 256, 2, 3, 1, 1, false},
+		{Float, 64, 256, 2, 3, 1, 4, false},
 	} {
 		g := New("choice", DefaultOpset)
 		x := g.Input("x", c.dt, S(8, c.ci, c.hw, c.hw))
-		w := g.Input("w", c.dt, S(32, c.ci/c.g, c.k, c.k))
+		w := g.Input("w", c.dt, S(c.co, c.ci/c.g, c.k, c.k))
 		p := (c.k - 1) / 2
 		g.Output(g.Conv(x, w, nil, ConvOpts{Pads: []int64{p, p, p, p}, Strides: []int64{c.s, c.s}, Group: c.g}))
 		k, err := g.ConvsAsGemm()

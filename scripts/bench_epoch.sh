@@ -32,13 +32,17 @@ bench_setup
 peer_blas "$work" bench_epoch
 what=$data
 if [ -n "${PER_CLASS:-}" ]; then
+  [ "$PER_CLASS" -ge 4 ] 2>/dev/null || { echo "bench_epoch: PER_CLASS must be a number of at least 4, got $PER_CLASS" >&2; exit 2; }
   for split in train val; do
     n=$PER_CLASS
     [ "$split" = val ] && n=$((PER_CLASS / 4))
     for dir in "$data/$split"/*/; do
       class=$(basename "$dir")
       mkdir -p "$work/data/$split/$class"
-      find "$(cd "$dir" && pwd)" -maxdepth 1 -type f | LC_ALL=C sort | sed -n "1,${n}p" | xargs -r ln -s -t "$work/data/$split/$class"
+      # NUL-separated (names with spaces), images only (files or links);
+      # sed, unlike head, reads to the end (no SIGPIPE under pipefail).
+      find "$(cd "$dir" && pwd)" -maxdepth 1 \( -type f -o -type l \) \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) -print0 |
+        LC_ALL=C sort -z | sed -z -n "1,${n}p" | xargs -0 -r ln -s -t "$work/data/$split/$class"
     done
   done
   what="$data, the first $PER_CLASS training and $((PER_CLASS / 4)) validation images of each class"

@@ -38,10 +38,12 @@ type EpochRecord struct {
 	Unreadable  int     `json:"unreadable_images"`
 	LossScale   float64 `json:"loss_scale,omitempty"`
 	Seconds     float64 `json:"epoch_seconds"`
-	// Where the epoch's seconds went (the mean over the processes of a
-	// data-parallel job): waiting for batches (decoding and augmenting
-	// behind the steps), in the steps, and evaluating; the rest is
-	// checkpoints, metrics and plots.
+	// Where the epoch's seconds went: waiting for the next prepared batch
+	// (decoding and augmenting that fell behind the steps, and with a
+	// teacher but no --teacher-overlap its forward), in the steps (the
+	// mean of both over the processes of a data-parallel job), and
+	// evaluating (this process's); the rest is checkpoints, metrics and
+	// plots.
 	DataWaitSeconds float64 `json:"data_wait_seconds"`
 	StepSeconds     float64 `json:"step_seconds"`
 	EvalSeconds     float64 `json:"eval_seconds"`

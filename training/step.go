@@ -46,7 +46,7 @@ type StepOptions struct {
 	// BatchGemm, for ONNX Runtime's CPU provider too: the float32
 	// convolutions on small output planes (3x3 kernels up to 4x4, 1x1 up
 	// to 2x2, strided ones up to 7x7) become one matrix product over the whole
-	// batch, and their gradients follow (graphgen.ConvsAsGemm; up to 6.7
+	// batch, and their gradients follow (graphgen.ConvsAsGemm; up to 2.9
 	// times faster with their gradients, BenchmarkKernelConvGemm).
 	// Standard operators, the same values up to float32 rounding.
 	BatchGemm bool

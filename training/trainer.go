@@ -306,23 +306,29 @@ func (t *Trainer) trainEpoch(ctx context.Context, loader *data.Loader, epoch int
 		}
 	}()
 	micro := 0
-	waited := time.Now()
+	waited := time.Now() // since the last batch was done with: the time until the next is waiting
 	for p := range batches {
-		stepped := time.Now()
-		sums.DataWaitSec += stepped.Sub(waited).Seconds()
+		start := time.Now()
+		sums.DataWaitSec += start.Sub(waited).Seconds()
+		applied := true
 		if !t.split() {
 			err = t.trainBatch(p, &sums)
 		} else if err = t.accumulate(p, &sums); err == nil {
-			if micro++; micro < c.AccumSteps {
-				continue
+			if micro++; micro == c.AccumSteps {
+				micro = 0
+				err = t.applyStep(&sums)
+			} else {
+				applied = false
 			}
-			micro = 0
-			err = t.applyStep(&sums)
 		}
 		if err != nil {
 			return sums, false, err
 		}
-		sums.StepSec += time.Since(stepped).Seconds()
+		sums.StepSec += time.Since(start).Seconds()
+		waited = time.Now()
+		if !applied {
+			continue
+		}
 		t.done++
 		stop, err := t.agreeStop(ctx.Err() != nil || (t.StopAfter > 0 && t.done >= t.StopAfter))
 		if err != nil || stop {

@@ -258,13 +258,14 @@ func TestFreeze(t *testing.T) {
 		flag   string
 		more   []string
 		frozen func(name string) bool
+		times  bool // check the epochs' time split (a full step, accumulated)
 	}{
-		{"--freeze-backbone", nil, backbone},
-		{"--freeze-bn", nil, stats},
+		{"--freeze-backbone", nil, backbone, false},
+		{"--freeze-bn", nil, stats, false},
 		// The split step (gradient accumulation, as under mpirun) and
 		// mixed precision hold them as well.
-		{"--freeze-backbone", []string{"--accum-steps", "2", "--batch-size", "10", "--fp16"}, backbone},
-		{"--freeze-bn", []string{"--accum-steps", "2", "--batch-size", "10"}, stats},
+		{"--freeze-backbone", []string{"--accum-steps", "2", "--batch-size", "10", "--fp16"}, backbone, false},
+		{"--freeze-bn", []string{"--accum-steps", "2", "--batch-size", "10"}, stats, true},
 	} {
 		out := filepath.Join(tmp, c.flag+strings.Join(c.more, ""))
 		args := []string{"train", "--data", dir, "--out", out, "--model", "resnet18d", "--image-size", "32", "--epochs", "2",
@@ -272,6 +273,13 @@ func TestFreeze(t *testing.T) {
 		code, stdout, stderr := runCLI(append(args, c.more...)...)
 		if code != 0 {
 			t.Fatalf("train %s: exit %d\n%s%s", c.flag, code, stdout, stderr)
+		}
+		if c.times {
+			hist, err := training.ReadMetrics(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkEpochTimes(t, hist)
 		}
 		ck, err := training.ReadCheckpoint(filepath.Join(out, "checkpoints", "last.ckpt"))
 		if err != nil {
