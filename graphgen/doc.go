@@ -5,9 +5,11 @@
 // with one method per operator we emit, shape inference for each of them,
 // serialization to an ONNX ModelProto, and reverse-mode automatic
 // differentiation with one gradient rule per operator (gradrules.go). Two
-// rewrites follow differentiation: LowerBatchStats, still standard ONNX, and
-// LowerNchwc, whose result is for ONNX Runtime's CPU provider alone (its
-// blocked convolutions, an operator domain of its own).
+// rewrites of standard ONNX precede differentiation, so that the gradients
+// follow them: SubsamplePointwise and ConvsAsGemm (small planes as
+// products over the batch). Two follow it: LowerBatchStats, still standard
+// ONNX, and LowerNchwc, whose result is for ONNX Runtime's CPU provider
+// alone (its blocked convolutions, an operator domain of its own).
 //
 // It knows nothing of ResNets, training loops or data, and does not depend on
 // ONNX Runtime: models are described by the models package on top of this
