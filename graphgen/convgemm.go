@@ -122,8 +122,8 @@ func (g *Graph) convGemm(a convArgs, bias *Value) *Value {
 	nb, ci, h, wd := x.Shape[0].Size, x.Shape[1].Size, x.Shape[2].Size, x.Shape[3].Size
 	co, ho, wo := a.d.Shape[1].Size, a.d.Shape[2].Size, a.d.Shape[3].Size
 	taps, plane := a.taps(), ho*wo
-	var cols *Value // (Ci*taps, N, Ho*Wo)
-	if taps == 1 && a.stride1() && !a.padded() && h*wd == plane {
+	var cols *Value                              // (Ci*taps, N, Ho*Wo)
+	if taps == 1 && a.stride1() && !a.padded() { // the input's plane is the output's
 		cols = g.Reshape(g.Transpose(x, 1, 0, 2, 3), ci, nb, plane)
 	} else {
 		c := g.MatMul(g.Reshape(x, nb*ci, h*wd), g.Const(im2colMatrix(a)))

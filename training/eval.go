@@ -31,16 +31,13 @@ func (t *Trainer) setupEval(rt runtime.Options) error {
 		return err
 	}
 	// The step's CPU lowerings, so that its convolutions are the step's
-	// forward ones; the batch is fixed so that the small planes'
-	// convolutions can be batch-wide products. ResNet-18 on Imagenette's
-	// validation set at 64x64: 15-16 s instead of 23-26 s
-	// (docs/results/bench/history.md).
+	// forward ones (elsewhere it stays the exported model's graph); the
+	// batch is fixed so that the small planes' convolutions can be
+	// batch-wide products. ResNet-18 on Imagenette's validation set at
+	// 64x64: 15-16 s instead of 23-26 s (docs/results/bench/history.md).
 	so := t.step.Options
 	if so.BatchGemm {
-		if err := m.Graph.SubsamplePointwise(); err != nil {
-			return err
-		}
-		if _, err := m.Graph.ConvsAsGemm(); err != nil {
+		if err := so.rewriteForward(m.Graph); err != nil {
 			return err
 		}
 	}

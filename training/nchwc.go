@@ -8,6 +8,17 @@ import (
 	"github.com/ortrain/ortrain/runtime"
 )
 
+// UseCPUKernels makes o the float32 step for ONNX Runtime's CPU provider:
+// small planes as batch-wide products (BatchGemm), and the blocked
+// convolutions when this ONNX Runtime has them (NchwcBlock's probe, whose
+// error it returns; the step is then built without them).
+func (o *StepOptions) UseCPUKernels(rt runtime.Options) error {
+	o.BatchGemm = true
+	var err error
+	o.NchwcBlock, err = NchwcBlock(rt)
+	return err
+}
+
 // NchwcBlock finds the block size of ONNX Runtime's blocked (NCHWc) CPU
 // convolutions in the loaded library, for StepOptions.NchwcBlock: it runs
 // two small 3x3 convolutions as ONNX Runtime's Conv and lowered with each

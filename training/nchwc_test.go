@@ -101,12 +101,7 @@ func smallGammaStepper(t *testing.T, o StepOptions) *Stepper {
 		t.Fatal(err)
 	}
 	state := step.InitialState()
-	rng := rand.New(rand.NewPCG(1, 2))
-	for _, n := range lastGammaNames(step.StateNames()) {
-		for i := range state[n] {
-			state[n][i] = float32(0.1 + 0.2*rng.Float64())
-		}
-	}
+	setSmallLastGammas(state, step.StateNames(), rand.New(rand.NewPCG(1, 2)))
 	st, err := NewStepper(step, state, runtime.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -88,6 +88,18 @@ type oracleResult struct {
 
 // lastGammaNames are the gammas of every residual block's last BatchNorm
 // (bn3 of a bottleneck, bn2 of a basic block), the ones zero-gamma zeroes.
+// setSmallLastGammas draws every residual block's last BatchNorm gamma in
+// state from U(0.1, 0.3) and returns how many tensors it set.
+func setSmallLastGammas(state map[string][]float32, names []string, rng *rand.Rand) int {
+	gammas := lastGammaNames(names)
+	for _, n := range gammas {
+		for i := range state[n] {
+			state[n][i] = float32(0.1 + 0.2*rng.Float64())
+		}
+	}
+	return len(gammas)
+}
+
 func lastGammaNames(names []string) []string {
 	re := regexp.MustCompile(`^(layer\d+\.\d+)\.bn(\d)\.weight$`)
 	last := map[string]string{}
@@ -143,11 +155,9 @@ func runOracle(t *testing.T, c oracleCase) *oracleResult {
 	mo := models.Options{Name: c.arch, Classes: classes, ImageSize: c.size, Batch: c.batch, Seed: 42, ZeroGamma: c.start == startZeroGamma}
 	so := StepOptions{Model: mo, NoBiasDecay: true, Probes: true, FP16: c.fp16, Distill: c.distill}
 	if c.cpu {
-		block, err := NchwcBlock(runtime.Options{})
-		if err != nil {
+		if err := so.UseCPUKernels(runtime.Options{}); err != nil {
 			t.Fatal(err)
 		}
-		so.NchwcBlock, so.BatchGemm = block, true
 	}
 	step, err := BuildStep(so)
 	if err != nil {
@@ -159,13 +169,7 @@ func runOracle(t *testing.T, c oracleCase) *oracleResult {
 		ours: map[int][]float32{}, f64: map[int][]float32{}, f32: map[int][]float32{}}
 	rng := rand.New(rand.NewPCG(1, 2))
 	if c.start != startZeroGamma {
-		gammas := lastGammaNames(names)
-		res.lastGammaCount = len(gammas)
-		for _, n := range gammas {
-			for i := range state[n] {
-				state[n][i] = float32(0.1 + 0.2*rng.Float64())
-			}
-		}
+		res.lastGammaCount = setSmallLastGammas(state, names, rng)
 	}
 	st, err := NewStepper(step, state, runtime.Options{})
 	if err != nil {

@@ -59,6 +59,24 @@ type StepOptions struct {
 	Frozen map[string][]float32
 }
 
+// rewriteForward applies the rewrites that precede differentiation to a
+// forward graph (the step's, or the trainer's evaluation graph, so that
+// its convolutions are the step's): strided pointwise convolutions read an
+// explicit subsample, whose gradient is cheaper than theirs
+// (SubsamplePointwise), and with BatchGemm the small planes become
+// batch-wide products (ConvsAsGemm).
+func (o StepOptions) rewriteForward(g *graphgen.Graph) error {
+	if err := g.SubsamplePointwise(); err != nil {
+		return err
+	}
+	if o.BatchGemm {
+		if _, err := g.ConvsAsGemm(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Names of the step's non-parameter inputs and outputs.
 const (
 	InImages        = "images"

@@ -83,15 +83,8 @@ func (b *stepBuilder) forward() error {
 	}
 	b.m, b.g, b.s = m, m.Graph, s
 	s.Graph, s.Model = m.Graph, m
-	// Strided pointwise convolutions read an explicit subsample, whose
-	// gradient is cheaper than theirs (see SubsamplePointwise).
-	if err := b.g.SubsamplePointwise(); err != nil {
+	if err := b.o.rewriteForward(b.g); err != nil {
 		return err
-	}
-	if b.o.BatchGemm {
-		if _, err := b.g.ConvsAsGemm(); err != nil {
-			return err
-		}
 	}
 	b.g.Name = m.Name + "_train_step"
 	b.g.Doc = fmt.Sprintf("Train step of %s: forward (batch statistics), loss, backward and Nesterov SGD; inputs are the state and a batch, outputs the next state.", m.Name)

@@ -186,11 +186,7 @@ func (t *Trainer) stepOptions(rt runtime.Options) StepOptions {
 	case c.PlainConv:
 		t.Convolutions = "plain (as asked)"
 	default:
-		// The blocked convolutions when this ONNX Runtime has them
-		// (NchwcBlock's probe); small planes as batch-wide products.
-		so.BatchGemm = true
-		var err error
-		if so.NchwcBlock, err = NchwcBlock(rt); err != nil {
+		if err := so.UseCPUKernels(rt); err != nil {
 			t.Convolutions = fmt.Sprintf("plain (%v), small planes as batch-wide products", err)
 		} else {
 			t.Convolutions = fmt.Sprintf("blocked (ONNX Runtime NCHWc, block %d), small planes as batch-wide products", so.NchwcBlock)

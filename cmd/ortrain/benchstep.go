@@ -62,11 +62,10 @@ func cmdBenchStep(args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	if opts.Provider.CPU() && !*plainConv && !*fp16 {
-		so.BatchGemm = *batchGemm
-		var perr error
-		if so.NchwcBlock, perr = training.NchwcBlock(opts); perr != nil {
+		if perr := so.UseCPUKernels(opts); perr != nil {
 			fmt.Fprintf(stderr, "bench-step: plain convolutions (%v)\n", perr)
 		}
+		so.BatchGemm = *batchGemm
 	}
 	comm, err := parallel.Init()
 	if err != nil {
