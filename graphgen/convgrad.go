@@ -77,12 +77,12 @@ const (
 	// the plane runs at a fraction of the machine's speed, so the weight
 	// gradient folds the batch into it (BenchmarkKernelWeightGrad3x3).
 	smallPlane = 512
-	// tapsMinSamePlane: from this output plane on, "same" convolutions'
-	// four-Pad taps beat the column matrix (BenchmarkKernelWeightGrad3x3).
-	tapsMinSamePlane = 14 * 14
 	// tapsMinChannels: from this many input channels the per-tap MatMuls
-	// beat the transposed convolution; the 3-channel stem stays a Conv.
+	// beat the transposed convolution; the 3-channel stem stays a Conv
+	// (also against the column matrix: BenchmarkKernelStemWeightGrad).
 	tapsMinChannels = 16
+	// shortRow: up to this width, shiftColumns shifts the flattened planes.
+	shortRow = 16
 )
 
 // convGradForms chooses the forms of a convolution's input and weight
@@ -105,8 +105,12 @@ func convGradForms(a convArgs) (inputGradForm, weightGradForm) {
 		// im2col without the whole column matrix: 2 to 15 times the
 		// transposed convolution's speed (BenchmarkKernelWeightGrad*).
 		switch small := a.plane() < smallPlane; {
-		case small && a.taps() > 1 && !(a.same() && a.plane() >= tapsMinSamePlane):
-			w = weightGradIm2col // one pass on both threads, where the taps' Pads run on one
+		case small && a.taps() > 1 && !a.same():
+			// One pass on both threads, where the taps' strided slices of
+			// the input run on one. A "same" convolution's taps shift dY
+			// and the input by whole planes instead, and beat it on every
+			// plane from 2x2 to 56x56 (BenchmarkKernelWeightGrad3x3).
+			w = weightGradIm2col
 		case small:
 			w = weightGradTapsFolded
 		default:
@@ -266,14 +270,14 @@ func convWeightGradTaps(g *Graph, a convArgs, fold, shift bool) *Value {
 					if dyRows[sh] == nil {
 						v := dt
 						if sh != 0 {
-							v = g.Pad(dt, []int64{0, 0, sh, 0, 0, 0, -sh, 0}, 0)
+							v = shiftRows(g, dt, sh)
 						}
 						dyRows[sh] = lhs(v)
 					}
 					if xCols[sw] == nil {
 						xCols[sw] = xWhole
 						if sw != 0 {
-							xCols[sw] = rhs(g.Pad(xp, []int64{0, 0, 0, -sw, 0, 0, 0, sw}, 0))
+							xCols[sw] = rhs(shiftColumns(g, xp, sw))
 						}
 					}
 					a, b = dyRows[sh], xCols[sw]
@@ -300,6 +304,49 @@ func convWeightGradTaps(g *Graph, a convArgs, fold, shift bool) *Value {
 		r = g.Concat(2, taps...)
 	}
 	return g.Reshape(r, co, ci, kernel[0], kernel[1])
+}
+
+// shiftRows is v (4-D) with row h taken from row h-s, zero where that is
+// outside: a Pad of the flattened planes, whose copies then run a whole
+// plane long; padding the rows axis copies one row at a time, on one
+// thread, several times slower on small planes (BenchmarkKernelShift).
+func shiftRows(g *Graph, v *Value, s int64) *Value {
+	return shiftFlat(g, v, nil, s*v.Shape[3].Size)
+}
+
+// shiftColumns is v (4-D) with column w taken from column w+s, zero where
+// that is outside. On rows of up to shortRow values, the flattened planes
+// shifted by s after zeroing the values that would wrap into the
+// neighbouring row (a Mul on both threads): twice a Pad's speed at 16x16,
+// even at 28x28, slower at 56x56, where the columns axis's Pad stays
+// (BenchmarkKernelShift).
+func shiftColumns(g *Graph, v *Value, s int64) *Value {
+	h, w := v.Shape[2].Size, v.Shape[3].Size
+	if w > shortRow {
+		return g.Pad(v, []int64{0, 0, 0, -s, 0, 0, 0, s}, 0)
+	}
+	keep := FilledTensor(v.DType, []int64{h * w}, 1)
+	for r := int64(0); r < h; r++ {
+		for c := int64(0); c < w; c++ {
+			// Value i = r*w+c+s would come from row r-1 or r+1 (or from
+			// outside, where the shift fills zeros anyway).
+			if i := r*w + c + s; (c+s < 0 || c+s >= w) && i >= 0 && i < h*w {
+				keep.set(i, 0)
+			}
+		}
+	}
+	return shiftFlat(g, v, keep, -s)
+}
+
+// shiftFlat is v's planes, flattened, optionally times mask, moved by s
+// positions (value i from i-s), zero-filled, in v's shape.
+func shiftFlat(g *Graph, v *Value, mask *Tensor, s int64) *Value {
+	a, b, h, w := v.Shape[0].Size, v.Shape[1].Size, v.Shape[2].Size, v.Shape[3].Size
+	flat := g.Reshape(v, a, b, h*w)
+	if mask != nil {
+		flat = g.Mul(flat, g.Const(mask))
+	}
+	return g.Reshape(g.Pad(flat, []int64{0, 0, s, 0, 0, -s}, 0), a, b, h, w)
 }
 
 // convWeightGradIm2col is dW of an ungrouped 2-D convolution as one MatMul

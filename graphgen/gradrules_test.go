@@ -115,9 +115,10 @@ func gradCases() []gradCase {
 			shapes: [][]int64{{3, 16, 5, 6}, {8, 16, 1, 1}}, wrt: []int{0, 1},
 			build: conv(nil, nil, nil, 1)},
 		// Output planes of 512 or more: one MatMul per tap (shifted dY at
-		// stride 1, strided input slices otherwise); the other taps_ cases
-		// with kernels larger than 1x1 have smaller planes and take the
-		// column matrix of a one-hot grouped Conv.
+		// stride 1, strided input slices otherwise). Below 512, "same"
+		// convolutions take the taps with the batch folded in, and the
+		// other taps_ cases with kernels larger than 1x1 the column matrix
+		// of a one-hot grouped Conv.
 		{name: "taps_plane576", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 1, 1, 1}, []int64{1, 1}, 1),
 			shapes: [][]int64{{2, 16, 24, 24}, {8, 16, 3, 3}}, wrt: []int{0, 1},
 			build: conv(nil, []int64{1, 1, 1, 1}, nil, 1)},
@@ -132,14 +133,22 @@ func gradCases() []gradCase {
 		{name: "taps_plane576_same_3x2_dil21_asympad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 0, 3, 1}, []int64{2, 1}, 1),
 			shapes: [][]int64{{2, 16, 24, 24}, {6, 16, 3, 2}}, wrt: []int{0, 1},
 			build: conv(nil, []int64{1, 0, 3, 1}, []int64{2, 1}, 1)},
-		// "same" convolutions on planes from 14x14 to under 512: taps with
-		// the batch folded into the MatMuls
+		// "same" convolutions on planes under 512: taps with the batch
+		// folded into the MatMuls (also taps_conv3x3p1_tiny below)
 		{name: "taps_plane196_same_folded", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 1, 1, 1}, []int64{1, 1}, 1),
 			shapes: [][]int64{{2, 16, 14, 14}, {8, 16, 3, 3}}, wrt: []int{0, 1},
 			build: conv(nil, []int64{1, 1, 1, 1}, nil, 1)},
 		{name: "taps_plane208_same_folded_3x2_dil21_asympad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 0, 3, 1}, []int64{2, 1}, 1),
 			shapes: [][]int64{{2, 16, 16, 13}, {6, 16, 3, 2}}, wrt: []int{0, 1},
 			build: conv(nil, []int64{1, 0, 3, 1}, []int64{2, 1}, 1)},
+		// rows of up to 16 values: the columns shifted in the flattened
+		// planes after a mask (shifts of -2 and 2; unfolded at 520)
+		{name: "taps_plane210_same_folded_dil12_shortrows", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 2, 1, 2}, []int64{1, 2}, 1),
+			shapes: [][]int64{{2, 16, 15, 14}, {6, 16, 3, 3}}, wrt: []int{0, 1},
+			build: conv(nil, []int64{1, 2, 1, 2}, []int64{1, 2}, 1)},
+		{name: "taps_plane520_same_shortrows", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 1, 1, 1}, []int64{1, 1}, 1),
+			shapes: [][]int64{{2, 16, 40, 13}, {6, 16, 3, 3}}, wrt: []int{0, 1},
+			build: conv(nil, []int64{1, 1, 1, 1}, nil, 1)},
 		{name: "taps_plane576_nopad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{0, 0, 0, 0}, []int64{1, 1}, 1),
 			shapes: [][]int64{{2, 16, 26, 26}, {6, 16, 3, 3}}, wrt: []int{0, 1},
 			build: conv(nil, nil, nil, 1)},

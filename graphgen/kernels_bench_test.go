@@ -258,23 +258,31 @@ func BenchmarkKernelReluGrad(b *testing.B) {
 }
 
 // BenchmarkKernelWeightGrad3x3: the weight gradient of a 3x3 stride-1
-// convolution from shifted copies of dY (the rule on large planes), from
-// shifted slices of the padded input, or from the column matrix a grouped
-// one-hot Conv writes (the rule on small planes).
+// convolution from shifted copies of dY (the rule, shiftRows and
+// shiftColumns), from shifted slices of the padded input, or from the
+// column matrix a grouped one-hot Conv writes (the rule for small planes
+// that are not "same"), at ResNet-50's planes at 224 (batch 16) and
+// ResNet-18's at 64 (batch 64).
 func BenchmarkKernelWeightGrad3x3(b *testing.B) {
 	sp := spatial{kernel: []int64{3, 3}, strides: []int64{1, 1}, dilations: []int64{1, 1}, padsBegin: []int64{1, 1}, padsEnd: []int64{1, 1}}
+	type plane struct{ n, c, hw int64 }
+	var planes []plane
 	for _, p := range resnet50Planes {
-		shapes := [][]int64{{16, p.c, p.hw, p.hw}, {16, p.c, p.hw, p.hw}}
+		planes = append(planes, plane{16, p.c, p.hw})
+	}
+	planes = append(planes, plane{64, 64, 16}, plane{64, 128, 8}, plane{64, 256, 4}, plane{64, 512, 2})
+	for _, p := range planes {
+		shapes := [][]int64{{p.n, p.c, p.hw, p.hw}, {p.n, p.c, p.hw, p.hw}}
 		for _, shift := range []bool{true, false} {
 			name := map[bool]string{true: "ShiftedDY", false: "InputSlices"}[shift]
-			b.Run(fmt.Sprintf("%s/%dx%d", name, p.c, p.hw), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/%dx%dx%d", name, p.n, p.c, p.hw), func(b *testing.B) {
 				benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
 					a := convArgs{x: in[0], d: in[1], k: 2, kernel: []int64{3, 3}, sp: sp, group: 1}
 					return []*Value{convWeightGradTaps(g, a, p.hw*p.hw < smallPlane, shift)}
 				})
 			})
 		}
-		b.Run(fmt.Sprintf("Im2col/%dx%d", p.c, p.hw), func(b *testing.B) {
+		b.Run(fmt.Sprintf("Im2col/%dx%dx%d", p.n, p.c, p.hw), func(b *testing.B) {
 			benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
 				return []*Value{convWeightGradIm2col(g, convArgs{x: in[0], d: in[1], k: 2, kernel: []int64{3, 3}, sp: sp, group: 1})}
 			})
@@ -496,4 +504,129 @@ func convWithGradients(b *testing.B, g *Graph, y *Value, in []*Value) []*Value {
 		b.Fatal(err)
 	}
 	return append([]*Value{y}, grads...)
+}
+
+// BenchmarkKernelShift: a 4-D tensor shifted by one row or one column with
+// zeros filled in, at layer 1's shapes in ResNet-18's step at 64x64 (batch
+// 64) and ResNet-50's at 224 (batch 16): a Pad of the rows or columns axis
+// (copies one row at a time, on one thread), against shiftRows and
+// shiftColumns (a Pad of the flattened planes, after a Mul by a mask for
+// columns). Each result is summed to one value, so no run returns a
+// tensor of its size; "Sum" times that alone.
+func BenchmarkKernelShift(b *testing.B) {
+	sum := func(g *Graph, v *Value) []*Value { return []*Value{g.ReduceSum(g.Reshape(v, -1), []int64{0}, true)} }
+	for _, s := range [][]int64{{64, 64, 16, 16}, {16, 128, 28, 28}, {16, 64, 56, 56}} {
+		for _, c := range []struct {
+			name  string
+			shift func(g *Graph, v *Value) *Value
+		}{
+			{"Sum", func(g *Graph, v *Value) *Value { return v }},
+			{"PadRows", func(g *Graph, v *Value) *Value { return g.Pad(v, []int64{0, 0, 1, 0, 0, 0, -1, 0}, 0) }},
+			{"FlatRows", func(g *Graph, v *Value) *Value { return shiftRows(g, v, 1) }},
+			{"PadColumns", func(g *Graph, v *Value) *Value { return g.Pad(v, []int64{0, 0, 0, -1, 0, 0, 0, 1}, 0) }},
+			{"FlatColumns", func(g *Graph, v *Value) *Value { return shiftColumns(g, v, 1) }},
+			{"MatMulColumns", func(g *Graph, v *Value) *Value { return shiftColumnsMatMul(g, v, 1) }},
+		} {
+			b.Run(fmt.Sprintf("%s/%dx%d", c.name, s[1], s[2]), func(b *testing.B) {
+				benchGraph(b, [][]int64{s}, func(g *Graph, in []*Value) []*Value { return sum(g, c.shift(g, in[0])) })
+			})
+		}
+	}
+}
+
+// shiftColumnsMatMul is shiftColumns as a product with a one-hot W x W
+// matrix (exact: one term per sum), an alternative BenchmarkKernelShift
+// times.
+func shiftColumnsMatMul(g *Graph, v *Value, s int64) *Value {
+	w := v.Shape[3].Size
+	m := FilledTensor(v.DType, []int64{w, w}, 0)
+	for c := max(0, -s); c < min(w, w-s); c++ {
+		m.set((c+s)*w+c, 1)
+	}
+	return g.MatMul(v, g.Const(m))
+}
+
+// BenchmarkKernelMaxPool: the stem's max pooling (3x3, stride 2, pad 1) in
+// ResNet-18's step at 64x64 (batch 64), forward and gradient. "Pool" is
+// the forward alone without indices (MLAS, both threads); "Indices" is the
+// rule in gradrules.go: the pool with indices, then a ScatterElements of
+// dY; "FirstMaxTaps" finds the same indices without the pool's index path,
+// from the pool's output compared with each tap of the padded input (a
+// strided Slice per tap, the first match kept), then the same scatter. The
+// pool's index path costs about 20 ms more than the pool alone here, but
+// the -inf Pad and the nine strided Slices cost several times that (each
+// copies one value at a time on one thread), so the rule keeps indices.
+func BenchmarkKernelMaxPool(b *testing.B) {
+	n, c, h, w := int64(64), int64(64), int64(32), int64(32)
+	o := PoolOpts{Kernel: []int64{3, 3}, Strides: []int64{2, 2}, Pads: []int64{1, 1, 1, 1}}
+	ho, wo := h/2, w/2
+	shapes := [][]int64{{n, c, h, w}, {n, c, ho, wo}}
+	sum := func(g *Graph, v *Value) *Value { return g.ReduceSum(g.Reshape(v, -1), []int64{0}, true) }
+	scatter := func(g *Graph, idx, dy *Value) *Value {
+		zeros := g.ConstantOfShape(Float, 0, n*c*h*w)
+		return g.ScatterElements(zeros, g.Reshape(idx, -1), g.Reshape(dy, -1), 0, "add")
+	}
+	b.Run("Pool", func(b *testing.B) {
+		benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value { return []*Value{sum(g, g.MaxPool(in[0], o))} })
+	})
+	b.Run("Indices", func(b *testing.B) {
+		benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+			y, idx := g.MaxPoolWithIndices(in[0], o)
+			return []*Value{sum(g, y), sum(g, scatter(g, idx, in[1]))}
+		})
+	})
+	b.Run("FirstMaxTaps", func(b *testing.B) {
+		benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+			y := g.MaxPool(in[0], o)
+			xp := g.Pad(in[0], []int64{0, 0, 1, 1, 0, 0, 1, 1}, math.Inf(-1))
+			// Flat index of each window's top-left tap, from three
+			// broadcast vectors; each tap adds its offset.
+			planes := FilledTensor(Int64, []int64{n * c, 1, 1}, 0)
+			for i := int64(0); i < n*c; i++ {
+				planes.set(i, float64(i*h*w))
+			}
+			rows, cols := FilledTensor(Int64, []int64{ho, 1}, 0), FilledTensor(Int64, []int64{wo}, 0)
+			for i := int64(0); i < ho; i++ {
+				rows.set(i, float64((2*i-1)*w))
+			}
+			for j := int64(0); j < wo; j++ {
+				cols.set(j, float64(2*j-1))
+			}
+			base := g.Reshape(g.Add(g.Add(g.Const(planes), g.Const(rows)), g.Const(cols)), n, c, ho, wo)
+			var off *Value
+			for t := int64(8); t >= 0; t-- { // the first matching tap wins
+				kh, kw := t/3, t%3
+				xt := g.SliceSteps(xp, []int64{kh, kw}, []int64{kh + 2*ho - 1, kw + 2*wo - 1}, []int64{2, 3}, []int64{2, 2})
+				v := g.Scalar(Int64, float64(kh*w+kw))
+				if off == nil {
+					off = g.Expand(v, n, c, ho, wo)
+					continue
+				}
+				off = g.Where(g.Equal(xt, y), v, off)
+			}
+			return []*Value{sum(g, y), sum(g, scatter(g, g.Add(base, off), in[1]))}
+		})
+	})
+}
+
+// BenchmarkKernelStemWeightGrad: the weight gradient of the 7x7 stride-2
+// stem on 3 channels, in ResNet-18's step at 64x64 (batch 64) and
+// ResNet-50's at 224 (batch 16): the transposed convolution (the rule for
+// fewer than tapsMinChannels input channels) against the column matrix of
+// a one-hot grouped Conv times dY.
+func BenchmarkKernelStemWeightGrad(b *testing.B) {
+	sp := spatial{kernel: []int64{7, 7}, strides: []int64{2, 2}, dilations: []int64{1, 1}, padsBegin: []int64{3, 3}, padsEnd: []int64{3, 3}}
+	for _, s := range []struct{ n, hw int64 }{{64, 64}, {16, 224}} {
+		shapes := [][]int64{{s.n, 3, s.hw, s.hw}, {s.n, 64, s.hw / 2, s.hw / 2}}
+		for _, f := range []struct {
+			name string
+			grad func(g *Graph, a convArgs) *Value
+		}{{"Conv", convWeightGradConv}, {"Im2col", convWeightGradIm2col}} {
+			b.Run(fmt.Sprintf("%s/%dx%d", f.name, s.n, s.hw), func(b *testing.B) {
+				benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
+					return []*Value{f.grad(g, convArgs{x: in[0], d: in[1], k: 2, kernel: []int64{7, 7}, sp: sp, group: 1})}
+				})
+			})
+		}
+	}
 }
