@@ -317,9 +317,10 @@ func shiftRows(g *Graph, v *Value, s int64) *Value {
 // shiftColumns is v (4-D) with column w taken from column w+s, zero where
 // that is outside. On rows of up to shortRow values, the flattened planes
 // shifted by s after zeroing the values that would wrap into the
-// neighbouring row (a Mul on both threads): twice a Pad's speed at 16x16,
-// even at 28x28, slower at 56x56, where the columns axis's Pad stays
-// (BenchmarkKernelShift).
+// neighbouring row (a Mul on both threads): up to twice a Pad's speed at
+// 16x16, even at 28x28, slower at 56x56, where the columns axis's Pad
+// stays (BenchmarkKernelShift). A masked Inf becomes NaN, which can only
+// make the step's all-finite check stricter.
 func shiftColumns(g *Graph, v *Value, s int64) *Value {
 	h, w := v.Shape[2].Size, v.Shape[3].Size
 	if w > shortRow {
