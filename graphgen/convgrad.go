@@ -107,9 +107,11 @@ func convGradForms(a convArgs) (inputGradForm, weightGradForm) {
 		switch small := a.plane() < smallPlane; {
 		case small && a.taps() > 1 && !a.same():
 			// One pass on both threads, where the taps' strided slices of
-			// the input run on one. A "same" convolution's taps shift dY
-			// and the input by whole planes instead, and beat it on every
-			// plane from 2x2 to 56x56 (BenchmarkKernelWeightGrad3x3).
+			// the input (or Pads of dY) copy a value or a row at a time on
+			// one. A "same" convolution's taps shift dY and the input by
+			// whole planes instead (shiftRows, shiftColumns), and beat it
+			// on every plane from 2x2 to 56x56
+			// (BenchmarkKernelWeightGrad3x3).
 			w = weightGradIm2col
 		case small:
 			w = weightGradTapsFolded
@@ -217,7 +219,7 @@ func convWeightGradConv(g *Graph, a convArgs) *Value {
 // "same" convolution) the offset (sh, sw) is split between the two:
 // sum_{h,w} dY[h-sh, w-sw] x[h, w] = sum_{h,w} dY[h-sh, w] x[h, w+sw], so
 // a 3x3 kernel needs two row-shifted dYs and two column-shifted inputs
-// instead of eight shifted dYs. Otherwise the taps are strided slices of
+// instead of eight shifted dYs (shiftRows, shiftColumns). Otherwise the taps are strided slices of
 // the padded input. (One function: the three cases share the tap loop and
 // its cache of shifted operands.)
 func convWeightGradTaps(g *Graph, a convArgs, fold, shift bool) *Value {
@@ -311,25 +313,36 @@ func convWeightGradTaps(g *Graph, a convArgs, fold, shift bool) *Value {
 // plane long; padding the rows axis copies one row at a time, on one
 // thread, several times slower on small planes (BenchmarkKernelShift).
 func shiftRows(g *Graph, v *Value, s int64) *Value {
+	if max(s, -s) >= v.Shape[2].Size {
+		return zerosLike(g, v)
+	}
 	return shiftFlat(g, v, nil, s*v.Shape[3].Size)
 }
 
 // shiftColumns is v (4-D) with column w taken from column w+s, zero where
-// that is outside. On rows of up to shortRow values, the flattened planes
-// shifted by s after zeroing the values that would wrap into the
-// neighbouring row (a Mul on both threads): up to twice a Pad's speed at
-// 16x16, even at 28x28, slower at 56x56, where the columns axis's Pad
-// stays (BenchmarkKernelShift). A masked Inf becomes NaN, which can only
-// make the step's all-finite check stricter.
+// that is outside: shiftColumnsMasked on rows of up to shortRow values,
+// else a Pad of the columns axis (BenchmarkKernelShift).
 func shiftColumns(g *Graph, v *Value, s int64) *Value {
-	h, w := v.Shape[2].Size, v.Shape[3].Size
-	if w > shortRow {
+	switch w := v.Shape[3].Size; {
+	case max(s, -s) >= w:
+		return zerosLike(g, v)
+	case w > shortRow:
 		return g.Pad(v, []int64{0, 0, 0, -s, 0, 0, 0, s}, 0)
 	}
+	return shiftColumnsMasked(g, v, s)
+}
+
+// shiftColumnsMasked is shiftColumns as the flattened planes shifted by s
+// after zeroing the values that would wrap into the neighbouring row (a
+// Mul on both threads): up to twice a Pad's speed at 16x16, slower from
+// 28x28 (BenchmarkKernelShift). A masked Inf becomes NaN, which can only
+// make the step's all-finite check stricter.
+func shiftColumnsMasked(g *Graph, v *Value, s int64) *Value {
+	h, w := v.Shape[2].Size, v.Shape[3].Size
 	keep := FilledTensor(v.DType, []int64{h * w}, 1)
 	for r := int64(0); r < h; r++ {
 		for c := int64(0); c < w; c++ {
-			// Value i = r*w+c+s would come from row r-1 or r+1 (or from
+			// Value i = r*w+c+s would come from another row (or from
 			// outside, where the shift fills zeros anyway).
 			if i := r*w + c + s; (c+s < 0 || c+s >= w) && i >= 0 && i < h*w {
 				keep.set(i, 0)
@@ -340,7 +353,8 @@ func shiftColumns(g *Graph, v *Value, s int64) *Value {
 }
 
 // shiftFlat is v's planes, flattened, optionally times mask, moved by s
-// positions (value i from i-s), zero-filled, in v's shape.
+// positions (value i from i-s, |s| under a plane), zero-filled, in v's
+// shape.
 func shiftFlat(g *Graph, v *Value, mask *Tensor, s int64) *Value {
 	a, b, h, w := v.Shape[0].Size, v.Shape[1].Size, v.Shape[2].Size, v.Shape[3].Size
 	flat := g.Reshape(v, a, b, h*w)
@@ -348,6 +362,13 @@ func shiftFlat(g *Graph, v *Value, mask *Tensor, s int64) *Value {
 		flat = g.Mul(flat, g.Const(mask))
 	}
 	return g.Reshape(g.Pad(flat, []int64{0, 0, s, 0, 0, -s}, 0), a, b, h, w)
+}
+
+// zerosLike is a zero tensor of v's static shape: a tap that a shift moves
+// wholly outside the plane contributes nothing (and a Pad that crops more
+// than its axis is an edge ONNX Runtime's CPU Pad has mishandled).
+func zerosLike(g *Graph, v *Value) *Value {
+	return g.ConstantOfShape(v.DType, 0, v.Shape.Ints()...)
 }
 
 // convWeightGradIm2col is dW of an ungrouped 2-D convolution as one MatMul

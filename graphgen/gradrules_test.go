@@ -134,7 +134,8 @@ func gradCases() []gradCase {
 			shapes: [][]int64{{2, 16, 24, 24}, {6, 16, 3, 2}}, wrt: []int{0, 1},
 			build: conv(nil, []int64{1, 0, 3, 1}, []int64{2, 1}, 1)},
 		// "same" convolutions on planes under 512: taps with the batch
-		// folded into the MatMuls (also taps_conv3x3p1_tiny below)
+		// folded into the MatMuls (also taps_conv3x3s1p2dil2 and
+		// taps_conv3x3p1_tiny below)
 		{name: "taps_plane196_same_folded", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 1, 1, 1}, []int64{1, 1}, 1),
 			shapes: [][]int64{{2, 16, 14, 14}, {8, 16, 3, 3}}, wrt: []int{0, 1},
 			build: conv(nil, []int64{1, 1, 1, 1}, nil, 1)},
@@ -149,6 +150,22 @@ func gradCases() []gradCase {
 		{name: "taps_plane520_same_shortrows", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 1, 1, 1}, []int64{1, 1}, 1),
 			shapes: [][]int64{{2, 16, 40, 13}, {6, 16, 3, 3}}, wrt: []int{0, 1},
 			build: conv(nil, []int64{1, 1, 1, 1}, nil, 1)},
+		// rows wider than 16: the columns axis's Pad, folded
+		{name: "taps_plane320_same_folded_widerows", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 1, 1, 1}, []int64{1, 1}, 1),
+			shapes: [][]int64{{2, 16, 8, 40}, {6, 16, 3, 3}}, wrt: []int{0, 1},
+			build: conv(nil, []int64{1, 1, 1, 1}, nil, 1)},
+		// shifts as large as the plane (the tap reads only padding): a 1x1
+		// plane with a 3x3 kernel, a 2x2 one dilated by 2, and rows padded
+		// by 2 on a plane 1 high
+		{name: "taps_plane1_same_allpad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{1, 1, 1, 1}, []int64{1, 1}, 1),
+			shapes: [][]int64{{2, 16, 1, 1}, {6, 16, 3, 3}}, wrt: []int{0, 1},
+			build: conv(nil, []int64{1, 1, 1, 1}, nil, 1)},
+		{name: "taps_plane4_same_dil2_allpad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{2, 2, 2, 2}, []int64{2, 2}, 1),
+			shapes: [][]int64{{2, 16, 2, 2}, {6, 16, 3, 3}}, wrt: []int{0, 1},
+			build: conv(nil, []int64{2, 2, 2, 2}, []int64{2, 2}, 1)},
+		{name: "taps_plane4_same_3x1_rowpad2", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{2, 0, 0, 0}, []int64{1, 1}, 1),
+			shapes: [][]int64{{2, 16, 1, 4}, {6, 16, 3, 1}}, wrt: []int{0, 1},
+			build: conv(nil, []int64{2, 0, 0, 0}, nil, 1)},
 		{name: "taps_plane576_nopad", op: "Conv", attrs: convAttrs([]int64{1, 1}, []int64{0, 0, 0, 0}, []int64{1, 1}, 1),
 			shapes: [][]int64{{2, 16, 26, 26}, {6, 16, 3, 3}}, wrt: []int{0, 1},
 			build: conv(nil, nil, nil, 1)},

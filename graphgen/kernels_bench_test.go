@@ -507,11 +507,11 @@ func convWithGradients(b *testing.B, g *Graph, y *Value, in []*Value) []*Value {
 }
 
 // BenchmarkKernelShift: a 4-D tensor shifted by one row or one column with
-// zeros filled in, at layer 1's shapes in ResNet-18's step at 64x64 (batch
-// 64) and ResNet-50's at 224 (batch 16): a Pad of the rows or columns axis
-// (copies one row at a time, on one thread), against shiftRows and
-// shiftColumns (a Pad of the flattened planes, after a Mul by a mask for
-// columns). Each result is summed to one value, so no run returns a
+// zeros filled in, at shapes of ResNet-18's step at 64x64 (batch 64,
+// layer 1) and ResNet-50's at 224 (batch 16, layers 2 and 1): a Pad of
+// the rows or columns axis (copies one row at a time, on one thread),
+// against shiftRows and shiftColumnsMasked (a Pad of the flattened planes,
+// after a Mul by a mask for columns) and a product with a one-hot matrix. Each result is summed to one value, so no run returns a
 // tensor of its size; "Sum" times that alone.
 func BenchmarkKernelShift(b *testing.B) {
 	sum := func(g *Graph, v *Value) []*Value { return []*Value{g.ReduceSum(g.Reshape(v, -1), []int64{0}, true)} }
@@ -524,7 +524,7 @@ func BenchmarkKernelShift(b *testing.B) {
 			{"PadRows", func(g *Graph, v *Value) *Value { return g.Pad(v, []int64{0, 0, 1, 0, 0, 0, -1, 0}, 0) }},
 			{"FlatRows", func(g *Graph, v *Value) *Value { return shiftRows(g, v, 1) }},
 			{"PadColumns", func(g *Graph, v *Value) *Value { return g.Pad(v, []int64{0, 0, 0, -1, 0, 0, 0, 1}, 0) }},
-			{"FlatColumns", func(g *Graph, v *Value) *Value { return shiftColumns(g, v, 1) }},
+			{"FlatColumns", func(g *Graph, v *Value) *Value { return shiftColumnsMasked(g, v, 1) }},
 			{"MatMulColumns", func(g *Graph, v *Value) *Value { return shiftColumnsMatMul(g, v, 1) }},
 		} {
 			b.Run(fmt.Sprintf("%s/%dx%d", c.name, s[1], s[2]), func(b *testing.B) {
