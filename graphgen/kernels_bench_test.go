@@ -511,10 +511,10 @@ func convWithGradients(b *testing.B, g *Graph, y *Value, in []*Value) []*Value {
 // layer 1) and ResNet-50's at 224 (batch 16, layers 2 and 1): a Pad of
 // the rows or columns axis (copies one row at a time, on one thread),
 // against shiftRows and shiftColumnsMasked (a Pad of the flattened planes,
-// after a Mul by a mask for columns) and a product with a one-hot matrix. Each result is summed to one value, so no run returns a
-// tensor of its size; "Sum" times that alone.
+// after a Mul by a mask for columns) and a product with a one-hot matrix.
+// Each result is summed (sumAll), so no run returns a tensor of its size;
+// "Sum" times that alone.
 func BenchmarkKernelShift(b *testing.B) {
-	sum := func(g *Graph, v *Value) []*Value { return []*Value{g.ReduceSum(g.Reshape(v, -1), []int64{0}, true)} }
 	for _, s := range [][]int64{{64, 64, 16, 16}, {16, 128, 28, 28}, {16, 64, 56, 56}} {
 		for _, c := range []struct {
 			name  string
@@ -528,10 +528,16 @@ func BenchmarkKernelShift(b *testing.B) {
 			{"MatMulColumns", func(g *Graph, v *Value) *Value { return shiftColumnsMatMul(g, v, 1) }},
 		} {
 			b.Run(fmt.Sprintf("%s/%dx%d", c.name, s[1], s[2]), func(b *testing.B) {
-				benchGraph(b, [][]int64{s}, func(g *Graph, in []*Value) []*Value { return sum(g, c.shift(g, in[0])) })
+				benchGraph(b, [][]int64{s}, func(g *Graph, in []*Value) []*Value { return []*Value{sumAll(g, c.shift(g, in[0]))} })
 			})
 		}
 	}
+}
+
+// sumAll is the sum of v's values, a one-value output for benchmarks
+// whose result would otherwise be returned (copied) at its full size.
+func sumAll(g *Graph, v *Value) *Value {
+	return g.ReduceSum(g.Reshape(v, -1), []int64{0}, true)
 }
 
 // shiftColumnsMatMul is shiftColumns as a product with a one-hot W x W
@@ -561,18 +567,17 @@ func BenchmarkKernelMaxPool(b *testing.B) {
 	o := PoolOpts{Kernel: []int64{3, 3}, Strides: []int64{2, 2}, Pads: []int64{1, 1, 1, 1}}
 	ho, wo := h/2, w/2
 	shapes := [][]int64{{n, c, h, w}, {n, c, ho, wo}}
-	sum := func(g *Graph, v *Value) *Value { return g.ReduceSum(g.Reshape(v, -1), []int64{0}, true) }
 	scatter := func(g *Graph, idx, dy *Value) *Value {
 		zeros := g.ConstantOfShape(Float, 0, n*c*h*w)
 		return g.ScatterElements(zeros, g.Reshape(idx, -1), g.Reshape(dy, -1), 0, "add")
 	}
 	b.Run("Pool", func(b *testing.B) {
-		benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value { return []*Value{sum(g, g.MaxPool(in[0], o))} })
+		benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value { return []*Value{sumAll(g, g.MaxPool(in[0], o))} })
 	})
 	b.Run("Indices", func(b *testing.B) {
 		benchGraph(b, shapes, func(g *Graph, in []*Value) []*Value {
 			y, idx := g.MaxPoolWithIndices(in[0], o)
-			return []*Value{sum(g, y), sum(g, scatter(g, idx, in[1]))}
+			return []*Value{sumAll(g, y), sumAll(g, scatter(g, idx, in[1]))}
 		})
 	})
 	b.Run("FirstMaxTaps", func(b *testing.B) {
@@ -604,7 +609,7 @@ func BenchmarkKernelMaxPool(b *testing.B) {
 				}
 				off = g.Where(g.Equal(xt, y), v, off)
 			}
-			return []*Value{sum(g, y), sum(g, scatter(g, g.Add(base, off), in[1]))}
+			return []*Value{sumAll(g, y), sumAll(g, scatter(g, g.Add(base, off), in[1]))}
 		})
 	})
 }

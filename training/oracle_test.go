@@ -86,8 +86,6 @@ type oracleResult struct {
 	lastGammaCount int
 }
 
-// lastGammaNames are the gammas of every residual block's last BatchNorm
-// (bn3 of a bottleneck, bn2 of a basic block), the ones zero-gamma zeroes.
 // setSmallLastGammas draws every residual block's last BatchNorm gamma in
 // state from U(0.1, 0.3) and returns how many tensors it set.
 func setSmallLastGammas(state map[string][]float32, names []string, rng *rand.Rand) int {
@@ -100,6 +98,8 @@ func setSmallLastGammas(state map[string][]float32, names []string, rng *rand.Ra
 	return len(gammas)
 }
 
+// lastGammaNames are the gammas of every residual block's last BatchNorm
+// (bn3 of a bottleneck, bn2 of a basic block), the ones zero-gamma zeroes.
 func lastGammaNames(names []string) []string {
 	re := regexp.MustCompile(`^(layer\d+\.\d+)\.bn(\d)\.weight$`)
 	last := map[string]string{}
